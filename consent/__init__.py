@@ -1,0 +1,1 @@
+"""Consent records and the disclosure policy decision; knows nothing about HTTP."""

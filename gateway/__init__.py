@@ -1,0 +1,1 @@
+"""The FastAPI app, HTTP/MLLP surfaces, auth, settings, storage, delivery worker and CLI."""
