@@ -1,0 +1,101 @@
+"""The audit log's tables and the one way to append to it.
+
+Each entry gets the next gap-free sequence number and its RFC 9162 leaf hash
+(SHA-256(0x00 || canonical JSON)). The sequence comes from the single `audit_head` row,
+locked for the rest of the writer's transaction (`SELECT ... FOR UPDATE` on PostgreSQL;
+SQLite's BEGIN IMMEDIATE already serialises writers), so concurrent writers on several
+workers queue for one number each and a rolled-back action leaves no entry and no gap.
+The search columns are derived from the entry with `index_fields`; `verify` derives them
+again, so an edited index is caught as surely as an edited entry.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Text, select
+from sqlmodel import Field, Session, SQLModel
+
+from audit.canonical import canonical_json
+from audit.events import index_fields
+from audit.merkle import leaf_hash
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    leaf_hash: str = Field(max_length=64)
+    content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # None once archived
+    archived_in: str | None = Field(default=None, max_length=100)
+    recorded: datetime = Field(index=True)
+    type_code: str = Field(max_length=64, index=True)
+    subtype_code: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=1)
+    outcome: str = Field(max_length=2)
+    patient_nhs: str | None = Field(default=None, max_length=10, index=True)
+    recipient_org: str | None = Field(default=None, max_length=64, index=True)
+    agent_orgs: str = Field(default="", sa_column=Column(Text, nullable=False))
+    entity_refs: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class AuditHead(SQLModel, table=True):
+    """One row: how many entries the log holds. Locked by every writer to take the next number."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, primary_key=True)
+    size: int = 0
+
+
+class AuditCheckpointRecord(SQLModel, table=True):
+    """Signed checkpoints the gateway has issued (the note is what third parties keep)."""
+
+    __tablename__ = "audit_checkpoint"
+    size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    root_hex: str = Field(max_length=64)
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created: datetime
+
+
+def index_columns(event: dict[str, Any]) -> dict[str, Any]:
+    """Returns the search columns of an entry, as stored (derived, never supplied by a caller)."""
+    fields = index_fields(event)
+    recorded = datetime.fromisoformat(str(fields["recorded"]).replace("Z", "+00:00")).astimezone(UTC)
+    return {
+        "recorded": recorded,
+        "type_code": fields["type_code"],
+        "subtype_code": fields.get("subtype_code"),
+        "action": fields["action"],
+        "outcome": str(fields["outcome"]),
+        "patient_nhs": fields.get("patient_nhs"),
+        "recipient_org": fields.get("recipient_org"),
+        "agent_orgs": " ".join(fields.get("agent_orgs") or []),
+        "entity_refs": " ".join(fields.get("entity_refs") or []),
+    }
+
+
+def ensure_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, size=0))
+        session.flush()
+
+
+def append(session: Session, event: dict[str, Any]) -> int:
+    """Appends one AuditEvent in the caller's transaction; returns its sequence number."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()  # type: ignore[call-overload]
+    if head is None:
+        ensure_head(session)
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()  # type: ignore[call-overload]
+    head = head[0] if not isinstance(head, AuditHead) else head
+    seq = head.size
+    event = dict(event, id=str(seq))
+    content = canonical_json(event)
+    session.add(
+        AuditEntry(
+            seq=seq, leaf_hash=leaf_hash(content).hex(), content=content.decode(), **index_columns(event)
+        )
+    )
+    head.size = seq + 1
+    session.add(head)
+    session.flush()
+    return seq

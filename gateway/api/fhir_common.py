@@ -1,0 +1,95 @@
+"""Shared pieces of the FHIR routes: search Bundles with paging links, ETags, If-Match, control parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from gateway.context import RequestContext
+from gateway.http import FhirResponse
+from gateway.storage.repository import Stored
+from profiles.outcomes import FhirError, Issue, bad_request
+
+CONTROL_PARAMS = frozenset({"_count", "_offset", "_format"})
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def resource_response(
+    stored: Stored, *, status: int = 200, ctx: RequestContext | None = None
+) -> FhirResponse:
+    headers = {"ETag": etag(stored.version_id), "Last-Modified": stored.resource["meta"]["lastUpdated"]}
+    if status == 201 and ctx is not None:
+        rtype, rid = stored.resource["resourceType"], stored.resource["id"]
+        headers["Location"] = f"{ctx.base_url}/fhir/{rtype}/{rid}/_history/{stored.version_id}"
+    return FhirResponse(stored.resource, status_code=status, headers=headers)
+
+
+def if_match(request: Request) -> int | None:
+    """Returns the version named by If-Match (W/"n" or "n"), None when absent; 400 when unreadable."""
+    raw = request.headers.get("if-match")
+    if raw is None:
+        return None
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise bad_request(f"If-Match '{raw[:40]}' is not a version ETag like W/\"3\"", expression="If-Match")
+    return int(text)
+
+
+def check_format(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt and fmt not in ("json", "application/json", "application/fhir+json"):
+        raise FhirError(
+            406, [Issue("not-supported", f"_format={fmt} is not supported: this server speaks JSON")]
+        )
+
+
+def search_params(request: Request, ctx: RequestContext) -> tuple[list[tuple[str, str]], int, int]:
+    """Returns (search parameters, _count, _offset) from the query string."""
+    check_format(request)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in CONTROL_PARAMS]
+    try:
+        count = int(request.query_params.get("_count", ctx.settings.page_size_default))
+        offset = int(request.query_params.get("_offset", 0))
+    except ValueError:
+        raise bad_request("_count and _offset must be whole numbers", expression="_count") from None
+    if count < 1 or offset < 0:
+        raise bad_request("_count must be at least 1 and _offset at least 0", expression="_count")
+    return params, min(count, ctx.settings.page_size_max), offset
+
+
+def searchset(
+    ctx: RequestContext,
+    resource_type: str,
+    items: list[Stored],
+    params: list[tuple[str, str]],
+    count: int,
+    offset: int,
+    has_more: bool,
+) -> dict[str, Any]:
+    def link(relation: str, at: int) -> dict[str, str]:
+        query = urlencode([*params, ("_count", str(count)), ("_offset", str(at))])
+        return {"relation": relation, "url": f"{ctx.base_url}/fhir/{resource_type}?{query}"}
+
+    links = [link("self", offset)]
+    if has_more:
+        links.append(link("next", offset + count))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{ctx.base_url}/fhir/{s.resource['resourceType']}/{s.resource['id']}",
+                "resource": s.resource,
+                "search": {"mode": "match"},
+            }
+            for s in items
+        ],
+    }

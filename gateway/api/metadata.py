@@ -1,0 +1,131 @@
+"""`GET /fhir/metadata`: the CapabilityStatement, built from the routes the app really serves and
+the search parameters the repository really indexes (route names are `<Resource>.<interaction>`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
+
+from audit.events import rest_event
+from gateway.context import RequestContext
+from gateway.deps import public
+from gateway.http import FhirResponse
+from gateway.storage.searchparams import SEARCH_PARAMS
+
+router = APIRouter(prefix="/fhir")
+
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+OPERATION_DEFINITIONS = {
+    "process-message": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
+    "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+}
+
+
+def capability_statement(routes: list[Any], base_url: str, search_params: dict[str, Any]) -> dict[str, Any]:
+    """Returns an R4 CapabilityStatement for the FHIR routes given (pure: the app passes its routes)."""
+    interactions: dict[str, set[str]] = defaultdict(set)
+    operations: list[str] = []
+    for route in routes:
+        if (
+            not isinstance(route, APIRoute)
+            or not route.path.startswith("/fhir/")
+            or "." not in (route.name or "")
+        ):
+            continue
+        owner, _, interaction = route.name.partition(".")
+        if owner == "operation":
+            operations.append(interaction)
+        elif owner[:1].isupper():
+            interactions[owner].add(interaction)
+    resources = []
+    for rtype in sorted(interactions):
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": code} for code in sorted(interactions[rtype])],
+            "versioning": "versioned",
+            "readHistory": "vread" in interactions[rtype],
+            "updateCreate": False,
+        }
+        if rtype in ("ServiceRequest",):
+            entry["profile"] = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest"
+        params = search_params.get(rtype, {})
+        if "search-type" in interactions[rtype] and params:
+            entry["searchParam"] = [
+                {
+                    "name": p.name,
+                    "type": "token" if p.type == "reference" and ":" in p.name else p.type,
+                    "documentation": p.documentation,
+                }
+                for p in params.values()
+            ]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-23",
+        "publisher": "sp-gateway",
+        "kind": "instance",
+        "software": {"name": "sp-gateway"},
+        "implementation": {
+            "description": "Social prescribing interoperability gateway",
+            "url": f"{base_url}/fhir",
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "OAuth 2.0 client credentials with a signed JWT client assertion "
+                    "(private_key_jwt, RFC 7523); SMART v2 system scopes.",
+                    "extension": [
+                        {
+                            "url": SMART_OAUTH_URIS,
+                            "extension": [{"url": "token", "valueUri": f"{base_url}/oauth2/token"}],
+                        }
+                    ],
+                },
+                "resource": resources,
+                "operation": [
+                    {"name": name, "definition": OPERATION_DEFINITIONS.get(name, f"{base_url}/fhir/{name}")}
+                    for name in sorted(operations)
+                ],
+            }
+        ],
+    }
+
+
+@router.get("/metadata", name="system.capabilities")
+def metadata(request: Request, ctx: RequestContext = Depends(public("CapabilityStatement", "capabilities"))):
+    from gateway.api.fhir_common import check_format
+
+    check_format(request)
+    body = capability_statement(request.app.state.fhir_routes, ctx.base_url, SEARCH_PARAMS)
+    with ctx.transaction():
+        ctx.audit(
+            rest_event(
+                ctx.audit_context,
+                interaction="capabilities",
+                resource_type="CapabilityStatement",
+                resource_id=None,
+                outcome=0,
+                patient_nhs=None,
+                description="CapabilityStatement read",
+                recorded=ctx.now(),
+            )
+        )
+    return FhirResponse(body)

@@ -1,0 +1,42 @@
+"""`POST /fhir/$process-message`: a referral or cancellation as a BaRS-style FHIR message Bundle.
+
+BaRS requires X-Request-ID and X-Correlation-ID on every message (400 REC_BAD_REQUEST when
+missing). The call is synchronous; the answer is a `collection` Bundle of what was stored or
+changed (ServiceRequest, Patient, Task), or an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from gateway.api.idempotency import idempotent
+from gateway.context import RequestContext
+from gateway.deps import requires
+from gateway.http import FhirResponse, fhir_body
+from gateway.pipeline import referrals
+from profiles.outcomes import bad_request
+from profiles.structure import check_structure
+
+router = APIRouter(prefix="/fhir")
+
+
+@router.post("/$process-message", name="operation.process-message")
+def process_message(
+    request: Request,
+    ctx: RequestContext = Depends(requires("ServiceRequest", "c", "create")),
+    body: dict[str, Any] = Depends(fhir_body),
+) -> Any:
+    if not ctx.correlation_id:
+        raise bad_request(
+            "X-Correlation-ID is required on every message (BaRS)",
+            expression="X-Correlation-ID",
+            code="required",
+        )
+    check_structure(body, {"Bundle"})
+
+    def action() -> FhirResponse:
+        return FhirResponse(referrals.accept_message(ctx, body))
+
+    return idempotent(request, ctx, action, required=True)

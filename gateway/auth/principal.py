@@ -1,0 +1,77 @@
+"""The calling client as every handler sees it, and the SMART v2 scope rules.
+
+Scopes follow SMART App Launch v2 `system/<Resource>.<cruds>` (c create, r read, u update,
+d delete, s search). A role is a ceiling: a token carries at most its role's scopes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    REFERRER = "referrer"
+    VCSE = "vcse"
+    IG_OFFICER = "ig-officer"
+    ADMIN = "admin"
+
+
+ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
+    Role.REFERRER: (
+        "system/ServiceRequest.cruds",
+        "system/Patient.rs",
+        "system/Task.rs",
+        "system/Observation.rs",
+        "system/Consent.cruds",
+    ),
+    Role.VCSE: ("system/Task.rsu", "system/Observation.c"),
+    Role.IG_OFFICER: ("system/AuditEvent.rs", "system/Consent.rs"),
+    Role.ADMIN: ("system/Organization.cruds", "system/Client.cruds"),
+}
+
+
+def parse_scope(scope: str) -> tuple[str, set[str]] | None:
+    """Returns (resource, permissions) for `system/Res.cruds`, or None when it is not a SMART v2 system scope."""
+    if not scope.startswith("system/") or "." not in scope:
+        return None
+    resource, _, perms = scope[len("system/") :].partition(".")
+    if perms == "*":  # SMART v1 spelling, same as cruds
+        perms = "cruds"
+    if not resource or not perms or set(perms) - set("cruds"):
+        return None
+    return resource, set(perms)
+
+
+def scope_allows(scopes: frozenset[str], resource: str, permission: str) -> bool:
+    """Returns True when any granted scope covers this resource type and permission letter."""
+    for scope in scopes:
+        parsed = parse_scope(scope)
+        if parsed and parsed[0] in (resource, "*") and permission in parsed[1]:
+            return True
+    return False
+
+
+def within_ceiling(role: Role, requested: set[str]) -> set[str]:
+    """Returns the requested scopes that the role's ceiling covers (narrower scopes are fine)."""
+    ceiling = frozenset(ROLE_SCOPES[role])
+    granted = set()
+    for scope in requested:
+        parsed = parse_scope(scope)
+        if parsed and parsed[0] != "*" and all(scope_allows(ceiling, parsed[0], p) for p in parsed[1]):
+            granted.add(scope)
+    return granted
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: one client, one organisation, one role, the scopes of its token."""
+
+    client_id: str
+    organisation: str
+    role: Role
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    user: str | None = None  # an end user named by the caller (NHSD-End-User / header), if any
+
+    def may(self, resource: str, permission: str) -> bool:
+        return scope_allows(self.scopes, resource, permission)

@@ -1,0 +1,251 @@
+"""The `spgw` command line: serve, demo, token, clients, and the operator commands."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.settings import Settings
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder (SQLite database, keys); default $SPGW_DATA_DIR or ./data",
+)
+
+
+def load_settings(data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        os.environ["SPGW_DATA_DIR"] = str(data_dir)
+    return Settings()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
+    )
+
+
+@click.group()
+def main() -> None:
+    """sp-gateway: the social prescribing interoperability gateway."""
+
+
+def _serve(settings: Settings, host: str, port: int, *, demo: bool) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    if _is_loopback(host):
+        # Authlib refuses http:// token endpoints unless told otherwise; only on loopback.
+        os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+    app = create_app(settings)
+    engine = app.state.spgw.engine
+    base = f"http://{host}:{port}"
+    if demo:
+        from gateway.demo import key_path, seed
+
+        clients = seed(engine, settings)
+        click.echo(f"sp-gateway demo at {base}/fhir (data folder {settings.data_dir})")
+        click.echo("Demo clients (private keys under the data folder):")
+        for c in clients:
+            click.echo(
+                f"  {c.client_id:<12} {c.role:<11} {c.organisation:<7} {key_path(settings, c.client_id)}"
+            )
+        click.echo(f"Try:  TOKEN=$(spgw token demo-gp --url {base} --data-dir {settings.data_dir})")
+        click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
+    else:
+        click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
+    sys.stdout.flush()
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@data_dir_option
+def serve(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the gateway (no demo data)."""
+    configure_logging()
+    _serve(load_settings(data_dir), host, port, demo=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@data_dir_option
+def demo(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the gateway with demo organisations, client keys and sample referrals."""
+    configure_logging()
+    _serve(load_settings(data_dir), host, port, demo=True)
+
+
+@main.command()
+@click.argument("client_id")
+@click.option("--url", "base_url", required=True, help="The gateway's base URL, e.g. http://127.0.0.1:8080")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The client's private JWK file (default: the demo key in the data folder)",
+)
+@click.option("--scope", default=None, help="Ask for fewer scopes than the client has")
+@data_dir_option
+def token(
+    client_id: str, base_url: str, key_file: Path | None, scope: str | None, data_dir: Path | None
+) -> None:
+    """Get an access token with a signed client assertion (RFC 7523) and print it."""
+    from gateway.auth.client_side import TokenError, fetch_token
+    from gateway.demo import key_path
+
+    settings = load_settings(data_dir)
+    path = key_file or key_path(settings, client_id)
+    if not path.exists():
+        raise click.ClickException(f"no private key for {client_id} at {path} (use --key)")
+    try:
+        click.echo(
+            fetch_token(
+                base_url=base_url.rstrip("/"), client_id=client_id, private_key_path=path, scope=scope
+            )
+        )
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def clients() -> None:
+    """Manage API clients (each bound to one organisation and one role)."""
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list")
+@data_dir_option
+def clients_list(as_json: bool, data_dir: Path | None) -> None:
+    from sqlmodel import Session
+
+    from gateway.auth.clients import list_clients
+    from gateway.db import make_engine
+    from gateway.schema import init_db
+
+    engine = make_engine(load_settings(data_dir))
+    init_db(engine)
+    with Session(engine) as session:
+        rows = list_clients(session)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = "active" if r["active"] else "disabled"
+        click.echo(
+            f"{r['client_id']:<20} {r['role']:<11} {r['organisation']:<8} {state:<8} {' '.join(r['scopes'])}"
+        )
+
+
+@clients.command("add")
+@click.argument("client_id")
+@click.option("--organisation", required=True)
+@click.option("--role", required=True, type=click.Choice(["referrer", "vcse", "ig-officer", "admin"]))
+@click.option("--scope", "scopes", multiple=True, help="Scopes (default: the role's ceiling)")
+@click.option(
+    "--generate-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Generate a key pair; write the private JWK here (0600)",
+)
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The client's public JWKS file",
+)
+@data_dir_option
+def clients_add(
+    client_id: str,
+    organisation: str,
+    role: str,
+    scopes: tuple[str, ...],
+    generate_key: Path | None,
+    jwks_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Register a client with its public keys, or generate its key pair."""
+    from gateway.auth.clients import add_client
+    from gateway.auth.principal import Role
+
+    jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+    with _session(data_dir) as session:
+        try:
+            client = add_client(
+                session,
+                client_id=client_id,
+                organisation_id=organisation,
+                role=Role(role),
+                scopes=scopes or None,
+                public_jwks=jwks,
+                private_key_out=generate_key,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+        click.echo(f"added {client.client_id} ({client.role} for {client.organisation_id})")
+
+
+@clients.command("disable")
+@click.argument("client_id")
+@data_dir_option
+def clients_disable(client_id: str, data_dir: Path | None) -> None:
+    """Disable a client: its tokens stop working at once."""
+    from gateway.auth.clients import disable_client
+
+    with _session(data_dir) as session:
+        try:
+            disable_client(session, client_id)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"disabled {client_id}")
+
+
+@clients.command("rotate-key")
+@click.argument("client_id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--retire-old", is_flag=True, help="Stop accepting the client's previous keys now")
+@data_dir_option
+def clients_rotate(client_id: str, out: Path, retire_old: bool, data_dir: Path | None) -> None:
+    """Generate a new key pair for a client (the old keys stay valid unless --retire-old)."""
+    from gateway.auth.clients import rotate_key
+
+    with _session(data_dir) as session:
+        try:
+            kid = rotate_key(session, client_id, private_key_out=out, retire_old=retire_old)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"new key {kid} for {client_id} written to {out}")
+
+
+def _session(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from sqlmodel import Session
+
+    from gateway.db import make_engine
+    from gateway.schema import init_db
+
+    engine = make_engine(load_settings(data_dir))
+    init_db(engine)
+    return Session(engine)

@@ -1,0 +1,99 @@
+"""Every error leaves as an OperationOutcome, and every refused or failed call is audited.
+
+Client mistakes map to 4xx with a plain-English diagnostics; an unexpected fault is a 500
+whose body says nothing about the internals (the log gets the exception type and trace,
+never request content).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from audit.events import rest_event
+from gateway.deps import app_state, make_context
+from gateway.http import outcome_response
+from profiles.outcomes import FhirError, Issue
+
+log = logging.getLogger("spgw.errors")
+
+STATUS_ISSUE_CODE = {
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    401: "login",
+    403: "forbidden",
+}
+
+
+def audit_failure(request: Request, error: FhirError) -> None:
+    """Writes an AuditEvent for a call that was refused or failed (its own transaction: the action left nothing)."""
+    state = app_state(request)
+    interaction, resource = getattr(request.state, "audit_interaction", ("unknown", "unknown"))
+    ctx = make_context(request, state, getattr(request.state, "principal", None))
+    outcome = 8 if error.status >= 500 else 4
+    description = f"{request.method} {request.url.path} refused with {error.status}: " + "; ".join(
+        i.diagnostics for i in error.issues
+    )
+    try:
+        with ctx.transaction():
+            ctx.audit(
+                rest_event(
+                    ctx.audit_context,
+                    interaction=interaction,
+                    resource_type=resource,
+                    resource_id=None,
+                    outcome=outcome,
+                    patient_nhs=None,
+                    description=description[:1000],
+                    recorded=datetime.now(UTC),
+                )
+            )
+    except Exception:
+        # The refusal still reaches the caller; the operator sees that auditing it failed.
+        log.exception("could not write the AuditEvent for a refused request")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def on_fhir_error(request: Request, exc: FhirError):  # type: ignore[no-untyped-def]
+        from starlette.concurrency import run_in_threadpool
+
+        audit_failure_call = run_in_threadpool(audit_failure, request, exc)
+        await audit_failure_call
+        return outcome_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
+        issues = []
+        for err in exc.errors()[:20]:
+            where = ".".join(
+                str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")
+            )
+            issues.append(
+                Issue("invalid", f"{where or 'request'}: {err.get('msg', 'invalid')}", where or None)
+            )
+        return await on_fhir_error(request, FhirError(400, issues))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
+        code = STATUS_ISSUE_CODE.get(exc.status_code, "processing")
+        text = {
+            404: f"There is nothing at {request.url.path}",
+            405: f"{request.method} is not supported on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        return await on_fhir_error(
+            request, FhirError(exc.status_code, [Issue(code, text)], dict(exc.headers or {}))
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
+        # The route template, never the concrete path: paths can carry identifiers (/ig/v1/patients/{nhs}).
+        route = getattr(request.scope.get("route"), "path", "unmatched route")
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, route, exc_info=exc)
+        error = FhirError(500, [Issue("exception", "The gateway hit an internal error; nothing was stored")])
+        return await on_fhir_error(request, error)

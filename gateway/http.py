@@ -1,0 +1,187 @@
+"""HTTP plumbing shared by every surface: FHIR JSON responses, body limits, request/correlation ids."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from profiles.outcomes import FhirError, Issue
+from profiles.structure import parse_json
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+REQUEST_ID = "x-request-id"
+CORRELATION_ID = "x-correlation-id"
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def outcome_response(error: FhirError) -> FhirResponse:
+    return FhirResponse(error.outcome(), status_code=error.status, headers=error.headers)
+
+
+def too_large(limit: int) -> FhirError:
+    return FhirError(
+        413,
+        [
+            Issue(
+                "too-costly",
+                f"The request body is larger than the limit of {limit} bytes; nothing was stored",
+            )
+        ],
+    )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit with 413 before the app reads them (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await outcome_response(too_large(self.limit))(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await outcome_response(too_large(self.limit))(scope, receive, send)
+
+
+class TraceIdsMiddleware:
+    """Echoes X-Request-ID and X-Correlation-ID on every response (NHS API platform convention)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(REQUEST_ID.encode(), b"")[:200] or str(uuid.uuid4()).encode()
+        correlation_id = headers.get(CORRELATION_ID.encode(), b"")[:200]
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"x-request-id", request_id)]
+                if correlation_id:
+                    extra.append((b"x-correlation-id", correlation_id))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_ids)
+
+
+async def _json_body(request: Request, accepted: tuple[str, ...]) -> dict[str, Any]:
+    """Returns the request body as a JSON object; 415 for another media type, 400 for malformed JSON.
+
+    The raw bytes stay on `request.state.raw_body` (idempotency compares retries by their hash).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in accepted:
+        raise FhirError(
+            415,
+            [
+                Issue(
+                    "not-supported", f"Content-Type '{media or 'none'}' is not supported; send {accepted[0]}"
+                )
+            ],
+        )
+    raw = await request.body()
+    request.state.raw_body = raw
+    return parse_json(raw)
+
+
+async def fhir_body(request: Request) -> dict[str, Any]:
+    """Dependency: the body of a FHIR request (application/fhir+json or application/json)."""
+    return await _json_body(request, JSON_TYPES)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """Dependency: the body of a plain JSON API request."""
+    return await _json_body(request, ("application/json", "application/fhir+json"))
+
+
+access_log = logging.getLogger("spgw.access")
+
+
+class AccessLogMiddleware:
+    """One log line per request with the route template, never the concrete path or query string:
+    those carry NHS numbers (`patient:identifier=...|9990000018`, `/ig/v1/patients/{nhs}`)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            request_id = dict(scope["headers"]).get(b"x-request-id", b"-")[:64].decode("latin-1")
+            access_log.info(
+                "%s %s %s %.1fms request_id=%s",
+                scope["method"],
+                route,
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )

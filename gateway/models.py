@@ -1,0 +1,196 @@
+"""Database tables. Input is validated on non-table pydantic models elsewhere (SQLModel tables skip it).
+
+Timestamps are stored as UTC; SQLite drops the zone, so `utc()` re-attaches it when read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Returns the datetime with UTC attached (SQLite hands back naive values)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Organisation(SQLModel, table=True):
+    """A GP practice or other referrer, a VCSE host, or the ICB that runs the gateway."""
+
+    id: str = Field(primary_key=True, max_length=64)  # ODS code, or our VCSE id where it has none
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=32)  # gp-practice | vcse | referrer | icb
+    identifier_system: str = Field(max_length=200)
+    delivery_mode: str = Field(default="pull", max_length=16)  # pull | webhook
+    webhook_url: str | None = Field(default=None, max_length=500)
+    webhook_secret: str | None = Field(default=None, max_length=200)
+    fhir_endpoint: str | None = Field(default=None, max_length=500)  # GP write-back target
+    allowed_fields: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
+    active: bool = True
+    created: datetime = Field(default_factory=now_utc)
+
+
+class Client(SQLModel, table=True):
+    """A registered API client: one organisation, one role, its public keys (JWKS)."""
+
+    client_id: str = Field(primary_key=True, max_length=100)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=64)
+    role: str = Field(max_length=32)
+    scopes: str = Field(sa_column=Column(Text, nullable=False))
+    jwks: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    active: bool = True
+    created: datetime = Field(default_factory=now_utc)
+
+
+class UsedJti(SQLModel, table=True):
+    """Client-assertion ids already seen (RFC 7523 §3 item 7), kept until their token would have expired."""
+
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)
+    pk: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(max_length=100)
+    jti: str = Field(max_length=200)
+    expires_at: datetime = Field(index=True)
+
+
+class FhirResource(SQLModel, table=True):
+    """The current version of a FHIR resource: its JSON plus the columns tenancy and search need."""
+
+    __tablename__ = "fhir_resource"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "id"),
+        Index("ix_resource_tenant", "resource_type", "tenant"),
+    )
+    pk: int | None = Field(default=None, primary_key=True)
+    resource_type: str = Field(max_length=64)
+    id: str = Field(max_length=64)
+    version_id: int = 1
+    tenant: str = Field(max_length=64)  # the organisation that owns it (the referrer)
+    audience: str | None = Field(default=None, max_length=64, index=True)  # the one other org that may read
+    patient_nhs: str | None = Field(default=None, max_length=10, index=True)
+    date: datetime | None = Field(default=None, index=True)
+    status: str | None = Field(default=None, max_length=32)
+    last_updated: datetime = Field(default_factory=now_utc)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ResourceVersion(SQLModel, table=True):
+    """Every version of every resource (FHIR vread and history)."""
+
+    __tablename__ = "fhir_resource_version"
+    __table_args__ = (UniqueConstraint("resource_pk", "version_id"),)
+    pk: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="fhir_resource.pk")
+    version_id: int
+    last_updated: datetime
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class SearchToken(SQLModel, table=True):
+    """One indexed search value of a resource: token, reference or identifier-of-reference."""
+
+    __tablename__ = "fhir_search_token"
+    __table_args__ = (Index("ix_token_lookup", "param", "value", "system"),)
+    pk: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="fhir_resource.pk", index=True)
+    param: str = Field(max_length=64)
+    system: str = Field(default="", max_length=200)
+    value: str = Field(max_length=200)
+
+
+class Referral(SQLModel, table=True):
+    """The gateway's record of one referral: the pseudonymous id VCSE hosts see, and how to re-identify it."""
+
+    referral_id: str = Field(primary_key=True, max_length=40)
+    service_request_id: str = Field(max_length=64, index=True)
+    task_id: str = Field(max_length=64)
+    tenant: str = Field(max_length=64, index=True)
+    patient_id: str = Field(max_length=64)
+    patient_nhs: str = Field(max_length=10, index=True)
+    recipient: str | None = Field(default=None, max_length=64, index=True)
+    extras: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonType, nullable=False))
+    created: datetime = Field(default_factory=now_utc)
+
+
+class Packet(SQLModel, table=True):
+    """A message addressed to a VCSE host: a referral packet, or a recall or cease notice."""
+
+    packet_id: str = Field(primary_key=True, max_length=40)
+    referral_id: str = Field(foreign_key="referral.referral_id", index=True, max_length=40)
+    recipient: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # referral | recall | cease
+    status: str = Field(
+        default="new", max_length=16
+    )  # new | accepted | declined | in-progress | completed | ...
+    body: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    fields: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
+    consent_id: str | None = Field(default=None, max_length=64)
+    created: datetime = Field(default_factory=now_utc)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A delivery owed to someone outside, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    pk: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # referral | recall | cease | fhir-writeback
+    target: str = Field(max_length=64)  # organisation id
+    dedup_key: str = Field(max_length=100, unique=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    content_type: str = Field(default="application/json", max_length=64)
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | dead
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=now_utc)
+    locked_until: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created: datetime = Field(default_factory=now_utc)
+    delivered_at: datetime | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a (client, X-Request-ID): a retry gets it again and stores nothing new."""
+
+    __tablename__ = "idempotency"
+    client_id: str = Field(primary_key=True, max_length=100)
+    request_id: str = Field(primary_key=True, max_length=100)
+    body_sha256: str = Field(max_length=64)
+    status_code: int
+    response: str = Field(sa_column=Column(Text, nullable=False))
+    location: str | None = Field(default=None, max_length=300)
+    created: datetime = Field(default_factory=now_utc)
+
+
+class V2Message(SQLModel, table=True):
+    """HL7 v2 messages already processed, by sender and MSH-10, so a resend is not stored twice."""
+
+    __tablename__ = "v2_message"
+    sender: str = Field(primary_key=True, max_length=200)
+    control_id: str = Field(primary_key=True, max_length=200)
+    ack_code: str = Field(max_length=2)
+    service_request_id: str | None = Field(default=None, max_length=64)
+    created: datetime = Field(default_factory=now_utc)
+
+
+class OutcomeRecord(SQLModel, table=True):
+    """A VCSE outcome submission already processed (idempotency by submission_id per referral)."""
+
+    __tablename__ = "outcome_submission"
+    referral_id: str = Field(primary_key=True, max_length=40)
+    submission_id: str = Field(primary_key=True, max_length=64)
+    body_sha256: str = Field(max_length=64)
+    stage: str = Field(max_length=16)
+    observation_ids: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
+    submission: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonType, nullable=False))
+    created: datetime = Field(default_factory=now_utc)

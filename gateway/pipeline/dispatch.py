@@ -1,0 +1,243 @@
+"""From a stored referral to the VCSE host: the consent decision, the minimal packet, the Task,
+and the outbox rows that carry packets, recall notices and cease notices to webhook hosts.
+
+Rules live elsewhere (consent.policy decides, mappings.packet builds); this module applies
+them in order and records each step in the audit, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from sqlmodel import select
+
+from audit.events import consent_decision_event
+from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
+from consent.policy import Decision, decide
+from gateway.context import RequestContext
+from gateway.models import Organisation, OutboxMessage, Packet, Referral
+from gateway.storage.repository import Stored
+from mappings.packet import build_packet, notice_packet
+from profiles import systems
+
+ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
+
+
+def new_packet_id() -> str:
+    return "PKT-" + secrets.token_hex(10).upper()
+
+
+def consents_for(ctx: RequestContext, tenant: str, nhs: str) -> list[dict[str, Any]]:
+    """Returns the Consents on record for this patient at this organisation."""
+    repo = ctx.repo(as_gateway=True)
+    return [
+        s.resource
+        for s in repo.find_by_token("Consent", "patient:identifier", systems.NHS_NUMBER, nhs)
+        if s.tenant == tenant
+    ]
+
+
+def _task(ctx: RequestContext, referral: Referral) -> Stored:
+    return ctx.repo(as_gateway=True).read("Task", referral.task_id)
+
+
+def update_task(
+    ctx: RequestContext,
+    referral: Referral,
+    *,
+    status: str | None = None,
+    reason: str | None = None,
+    business_status: str | None = None,
+) -> Stored:
+    """Returns the Task after setting its status, statusReason and businessStatus (FHIR Task state machine)."""
+    current = _task(ctx, referral)
+    task = dict(current.resource)
+    if status:
+        task["status"] = status
+    if reason:
+        task["statusReason"] = {"text": reason}
+    elif status:
+        task.pop("statusReason", None)
+    if business_status:
+        task["businessStatus"] = {"text": business_status}
+    task["lastModified"] = ctx.now().isoformat(timespec="seconds")
+    return ctx.repo(as_gateway=True).update("Task", referral.task_id, task)
+
+
+def _enqueue(ctx: RequestContext, org: Organisation, kind: str, body: dict[str, Any], dedup_key: str) -> None:
+    """Writes an outbox row for a webhook host (pull-only hosts fetch from the VCSE API instead)."""
+    if org.delivery_mode != "webhook" or not org.webhook_url:
+        return
+    assert ctx.session is not None
+    ctx.session.add(
+        OutboxMessage(kind=kind, target=org.id, dedup_key=dedup_key, body=orjson.dumps(body).decode())
+    )
+
+
+def decide_for(ctx: RequestContext, referral: Referral, recipient: str) -> Decision:
+    """Returns the consent decision for sending this referral to `recipient` now, and audits it."""
+    decision = decide(
+        consents_for(ctx, referral.tenant, referral.patient_nhs),
+        recipient=recipient,
+        purpose=SOCIAL_PRESCRIBING_PURPOSE,
+        categories=ALL_CATEGORIES,
+        now=ctx.now(),
+    )
+    ctx.audit(
+        consent_decision_event(
+            ctx.audit_context,
+            recipient_org=recipient,
+            patient_nhs=referral.patient_nhs,
+            decision="permit" if decision.permit else "deny",
+            consent_ref=f"Consent/{decision.consent_id}" if decision.consent_id else None,
+            categories=sorted(decision.categories),
+            reason=decision.reason,
+            recorded=ctx.now(),
+        )
+    )
+    return decision
+
+
+def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
+    """Offers the referral to its addressed host if consent permits; returns the updated Task (or None)."""
+    assert ctx.session is not None
+    recipient = referral.recipient
+    if not recipient:
+        return update_task(
+            ctx, referral, business_status="awaiting a recipient: ServiceRequest.performer is empty"
+        )
+    org = ctx.session.get(Organisation, recipient)
+    if org is None or org.kind != "vcse" or not org.active:
+        return update_task(
+            ctx,
+            referral,
+            status="on-hold",
+            reason=f"{recipient} is not a registered, active VCSE host on this gateway",
+        )
+    existing = ctx.session.exec(
+        select(Packet).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
+    ).first()
+    if existing is not None:
+        return None
+    decision = decide_for(ctx, referral, recipient)
+    if not decision.permit:
+        return update_task(
+            ctx,
+            referral,
+            status="on-hold",
+            reason=f"Not sent to {recipient}: {decision.reason}",
+            business_status="awaiting consent",
+        )
+    repo = ctx.repo(as_gateway=True)
+    service_request = repo.read("ServiceRequest", referral.service_request_id).resource
+    packet_id = new_packet_id()
+    built = build_packet(
+        referral=service_request,
+        patient=referral.extras.get("patient") or repo.read("Patient", referral.patient_id).resource,
+        extras=referral.extras,
+        decision=decision,
+        allowed_fields=org.allowed_fields,
+        referral_id=referral.referral_id,
+        packet_id=packet_id,
+        recipient=recipient,
+        referrer={"organisation": referral.tenant, "name": _org_name(ctx, referral.tenant)},
+        created_at=ctx.now(),
+    )
+    ctx.session.add(
+        Packet(
+            packet_id=packet_id,
+            referral_id=referral.referral_id,
+            recipient=recipient,
+            kind="referral",
+            body=built.body,
+            fields=built.fields,
+            consent_id=decision.consent_id,
+        )
+    )
+    _enqueue(ctx, org, "referral", built.body, packet_id)
+    return update_task(ctx, referral, status="requested", business_status=f"offered to {recipient}")
+
+
+def _org_name(ctx: RequestContext, org_id: str) -> str | None:
+    assert ctx.session is not None
+    org = ctx.session.get(Organisation, org_id)
+    return org.name if org else None
+
+
+def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_status: str) -> None:
+    """Marks a delivered packet recalled/ceased and queues the notice for its host."""
+    assert ctx.session is not None
+    notice_id = new_packet_id()
+    body = notice_packet(
+        kind,  # type: ignore[arg-type]
+        referral_id=packet.referral_id,
+        packet_id=notice_id,
+        recipient=packet.recipient,
+        reason=reason,
+        created_at=ctx.now(),
+    )
+    packet.status = new_status
+    ctx.session.add(packet)
+    ctx.session.add(
+        Packet(
+            packet_id=notice_id,
+            referral_id=packet.referral_id,
+            recipient=packet.recipient,
+            kind=kind,
+            body=body,
+        )
+    )
+    org = ctx.session.get(Organisation, packet.recipient)
+    if org is not None:
+        _enqueue(ctx, org, kind, body, notice_id)
+
+
+def recall(ctx: RequestContext, service_request_id: str, *, reason: str) -> Stored | None:
+    """Cancels the Task of a revoked referral and sends its host a recall notice; returns the Task."""
+    assert ctx.session is not None
+    referral = ctx.session.exec(
+        select(Referral).where(Referral.service_request_id == service_request_id)
+    ).first()
+    if referral is None:
+        return None
+    status = (
+        ctx.repo(as_gateway=True).read("ServiceRequest", service_request_id).resource.get("status", "revoked")
+    )
+    code = "entered-in-error" if status == "entered-in-error" else "revoked"
+    for packet in _live_packets(ctx, referral):
+        _notify(ctx, packet, "recall", code, "recalled")
+    return update_task(ctx, referral, status="cancelled", reason=reason)
+
+
+def _live_packets(ctx: RequestContext, referral: Referral) -> list[Packet]:
+    assert ctx.session is not None
+    return list(
+        ctx.session.exec(
+            select(Packet).where(
+                Packet.referral_id == referral.referral_id,
+                Packet.kind == "referral",
+                Packet.status.in_(ACTIVE_PACKET_STATES),  # type: ignore[attr-defined]
+            )
+        )
+    )
+
+
+def reconsider_patient(ctx: RequestContext, tenant: str, nhs: str) -> None:
+    """After a Consent changes: send cease notices where permission ended, offer referrals now permitted."""
+    assert ctx.session is not None
+    referrals = ctx.session.exec(
+        select(Referral).where(Referral.tenant == tenant, Referral.patient_nhs == nhs)
+    ).all()
+    for referral in referrals:
+        live = _live_packets(ctx, referral)
+        if live:
+            assert referral.recipient is not None
+            decision = decide_for(ctx, referral, referral.recipient)
+            if not decision.permit:
+                for packet in live:
+                    _notify(ctx, packet, "cease", "consent-withdrawn", "ceased")
+                update_task(ctx, referral, status="cancelled", reason=f"Consent withdrawn: {decision.reason}")
+        elif _task(ctx, referral).resource.get("status") == "on-hold":
+            offer(ctx, referral)

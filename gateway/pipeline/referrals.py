@@ -1,0 +1,378 @@
+"""Referral intake: a validated ServiceRequest (alone or in a BaRS message) becomes a stored
+Patient, ServiceRequest, Consents, a Task for the workflow and a Referral record, then is
+offered to its addressed VCSE host (see dispatch.py). Everything runs in the caller's
+transaction, so a referral is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from audit.events import rest_event
+from gateway.context import RequestContext
+from gateway.models import Referral
+from gateway.pipeline import dispatch
+from gateway.storage.repository import Stored
+from profiles import systems
+from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
+from profiles.referral import ReferralMessage, check_service_request, read_message
+
+UKCORE_SERVICE_REQUEST = systems.UKCORE_PROFILE + "ServiceRequest"
+UKCORE_PATIENT = systems.UKCORE_PROFILE + "Patient"
+UKCORE_TASK = systems.UKCORE_PROFILE + "Task"
+
+
+def _errors(issues: list[Issue]) -> list[Issue]:
+    return [i for i in issues if i.severity in ("error", "fatal")]
+
+
+def nhs_identifier(nhs: str) -> dict[str, str]:
+    return {"system": systems.NHS_NUMBER, "value": nhs}
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def new_referral_id() -> str:
+    """Returns a pseudonymous referral id: random, so it reveals nothing about the patient or practice."""
+    return "SPR-" + secrets.token_hex(8).upper()
+
+
+def _with_profile(resource: dict[str, Any], profile: str) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    profiles = list(meta.get("profile") or [])
+    if profile not in profiles:
+        profiles.append(profile)
+    meta["profile"] = profiles
+    return {**resource, "meta": meta}
+
+
+def _local_reference(ref: Any, bundle_index: dict[str, dict[str, Any]]) -> Any:
+    """Returns a reference that still means something once the message is unpacked.
+
+    References to entries of the message (`urn:uuid:...`) do not resolve on this server, so
+    they become logical references: the target's type, business identifier and display name.
+    """
+    if not isinstance(ref, dict) or "reference" not in ref:
+        return ref
+    target = bundle_index.get(ref["reference"])
+    if target is None:
+        return ref
+    out: dict[str, Any] = {"type": target.get("resourceType")}
+    identifiers = target.get("identifier") or []
+    if identifiers:
+        out["identifier"] = {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]}
+    elif ref.get("identifier"):
+        out["identifier"] = ref["identifier"]
+    display = ref.get("display") or _display_name(target)
+    if display:
+        out["display"] = display
+    return out
+
+
+def _display_name(resource: dict[str, Any]) -> str | None:
+    if resource.get("name") and isinstance(resource["name"], str):
+        return resource["name"]
+    names = resource.get("name") or []
+    if isinstance(names, list) and names and isinstance(names[0], dict):
+        parts = [*names[0].get("prefix", []), *names[0].get("given", []), names[0].get("family", "")]
+        return " ".join(p for p in parts if p).strip() or None
+    return None
+
+
+def _bundle_index(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    index: dict[str, dict[str, Any]] = {}
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource") or {}
+        if entry.get("fullUrl"):
+            index[entry["fullUrl"]] = resource
+        if resource.get("id"):
+            index[f"{resource.get('resourceType')}/{resource['id']}"] = resource
+    return index
+
+
+def _patient_from(source: dict[str, Any] | None, nhs: str) -> dict[str, Any]:
+    """Returns the Patient to store: the sender's Patient minus references into the message, or a minimal one."""
+    patient: dict[str, Any] = {"resourceType": "Patient"}
+    if source:
+        patient.update(
+            {
+                k: v
+                for k, v in source.items()
+                if k not in ("id", "meta", "generalPractitioner", "managingOrganization", "link", "contained")
+            }
+        )
+    identifiers = [i for i in patient.get("identifier", []) if i.get("system") != systems.NHS_NUMBER]
+    patient["identifier"] = [nhs_identifier(nhs), *identifiers]
+    return _with_profile(patient, UKCORE_PATIENT)
+
+
+def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None) -> Stored:
+    repo = ctx.repo(as_gateway=True)
+    existing = [
+        s for s in repo.find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs) if s.tenant == tenant
+    ]
+    body = _patient_from(source, nhs)
+    if existing:
+        current = existing[0]
+        if source is None:
+            return current
+        return repo.update("Patient", current.resource["id"], body)
+    return repo.create(body, tenant=tenant, patient_nhs=nhs)
+
+
+def _refuse_duplicate(ctx: RequestContext, sr: dict[str, Any]) -> None:
+    """Refuses a referral whose business identifier this organisation has already sent (409, BaRS REC_CONFLICT)."""
+    repo = ctx.repo()
+    for ident in sr.get("identifier") or []:
+        if not ident.get("value"):
+            continue
+        found = repo.find_by_token("ServiceRequest", "identifier", ident.get("system", ""), ident["value"])
+        if found:
+            raise conflict(
+                f"A referral with identifier {ident.get('system', '')}|{ident['value']} was already received as "
+                f"ServiceRequest/{found[0].resource['id']}; it was not stored again"
+            )
+
+
+def _performer_org(sr: dict[str, Any]) -> str | None:
+    for performer in sr.get("performer") or []:
+        ident = performer.get("identifier") or {}
+        if ident.get("system") in (systems.ODS_CODE, systems.VCSE_ORG_ID) and ident.get("value"):
+            return str(ident["value"])
+    return None
+
+
+def _task_for(sr: Stored, patient_ref: dict[str, Any], tenant: str, recipient: str | None, referral_id: str):
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"profile": [UKCORE_TASK]},
+        "identifier": [{"system": systems.LOCAL_REFERRAL_ID, "value": referral_id}],
+        "basedOn": [{"reference": f"ServiceRequest/{sr.resource['id']}"}],
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+        "focus": {"reference": f"ServiceRequest/{sr.resource['id']}"},
+        "for": patient_ref,
+        "authoredOn": sr.resource.get("authoredOn"),
+        "lastModified": datetime.now(UTC).isoformat(timespec="seconds"),
+        "requester": {"identifier": {"system": systems.ODS_CODE, "value": tenant}},
+    }
+    if recipient:
+        task["owner"] = {"identifier": {"system": systems.ODS_CODE, "value": recipient}}
+    return task
+
+
+def store_referral(
+    ctx: RequestContext,
+    sr: dict[str, Any],
+    *,
+    nhs: str,
+    patient_source: dict[str, Any] | None,
+    consents: list[dict[str, Any]],
+    extras: dict[str, Any],
+    bundle_index: dict[str, dict[str, Any]],
+) -> tuple[Stored, Stored, Stored, Referral]:
+    """Stores one validated referral; returns (ServiceRequest, Patient, Task, Referral)."""
+    assert ctx.principal is not None and ctx.session is not None
+    tenant = ctx.principal.organisation
+    _refuse_duplicate(ctx, sr)
+    repo = ctx.repo(as_gateway=True)
+    patient = _upsert_patient(ctx, tenant, nhs, patient_source)
+    patient_ref = {"reference": f"Patient/{patient.resource['id']}", "identifier": nhs_identifier(nhs)}
+    body = {k: v for k, v in sr.items() if k not in ("id", "meta")}
+    body["subject"] = patient_ref
+    for element in ("requester", "basedOn", "supportingInfo", "reasonReference", "insurance", "specimen"):
+        if element in body:
+            value = body[element]
+            body[element] = (
+                [_local_reference(r, bundle_index) for r in value]
+                if isinstance(value, list)
+                else _local_reference(value, bundle_index)
+            )
+    if "performer" in body:
+        body["performer"] = [_local_reference(r, bundle_index) for r in body["performer"]]
+    recipient = _performer_org(body)
+    stored_sr = repo.create(
+        _with_profile(body, UKCORE_SERVICE_REQUEST),
+        tenant=tenant,
+        audience=recipient,
+        patient_nhs=nhs,
+        date=parse_instant(sr.get("authoredOn")),
+    )
+    for consent in consents:
+        store_consent(ctx, consent, nhs=nhs, patient_ref=patient_ref)
+    referral_id = new_referral_id()
+    task = repo.create(
+        _task_for(stored_sr, patient_ref, tenant, recipient, referral_id),
+        tenant=tenant,
+        audience=recipient,
+        patient_nhs=nhs,
+        date=ctx.now(),
+    )
+    referral = Referral(
+        referral_id=referral_id,
+        service_request_id=stored_sr.resource["id"],
+        task_id=task.resource["id"],
+        tenant=tenant,
+        patient_id=patient.resource["id"],
+        patient_nhs=nhs,
+        recipient=recipient,
+        extras={**extras, "patient": patient_source or {}},
+    )
+    ctx.session.add(referral)
+    ctx.session.flush()
+    ctx.audit(
+        rest_event(
+            ctx.audit_context,
+            interaction="create",
+            resource_type="ServiceRequest",
+            resource_id=stored_sr.resource["id"],
+            outcome=0,
+            patient_nhs=nhs,
+            description=f"Referral received ({referral_id})",
+            recorded=ctx.now(),
+        )
+    )
+    task = dispatch.offer(ctx, referral) or task
+    return stored_sr, patient, task, referral
+
+
+def store_consent(
+    ctx: RequestContext, consent: dict[str, Any], *, nhs: str, patient_ref: dict[str, Any]
+) -> Stored:
+    assert ctx.principal is not None
+    body = {k: v for k, v in consent.items() if k not in ("id", "meta")}
+    body["patient"] = patient_ref
+    return ctx.repo(as_gateway=True).create(
+        body,
+        tenant=ctx.principal.organisation,
+        patient_nhs=nhs,
+        date=parse_instant(consent.get("dateTime")) or ctx.now(),
+    )
+
+
+def _check_sender(ctx: RequestContext, message: ReferralMessage) -> None:
+    assert ctx.principal is not None
+    if message.sender_ods and message.sender_ods != ctx.principal.organisation:
+        raise forbidden(
+            f"The message is sent on behalf of {message.sender_ods}, but this client acts for "
+            f"{ctx.principal.organisation}"
+        )
+
+
+def accept_message(ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
+    """Returns a collection Bundle of what a referral (or cancellation) message stored or changed."""
+    message, issues = read_message(bundle)
+    if _errors(issues) or message is None:
+        raise unprocessable(issues or [Issue("invalid", "The message could not be read as a referral")])
+    _check_sender(ctx, message)
+    if message.kind == "cancel":
+        changed = cancel_referral(ctx, message.service_request)
+        return collection(ctx, changed)
+    extras = {"questionnaire_responses": message.questionnaire_responses, "flags": message.flags}
+    sr, patient, task, _ = store_referral(
+        ctx,
+        message.service_request,
+        nhs=message.nhs_number,
+        patient_source=message.patient,
+        consents=message.consents,
+        extras=extras,
+        bundle_index=_bundle_index(bundle),
+    )
+    return collection(ctx, [sr, patient, task])
+
+
+def accept_service_request(ctx: RequestContext, sr: dict[str, Any]) -> Stored:
+    """Returns the stored ServiceRequest posted on its own (FHIR create)."""
+    issues = check_service_request(sr)
+    if _errors(issues):
+        raise unprocessable(issues)
+    nhs = str(((sr.get("subject") or {}).get("identifier") or {}).get("value", ""))
+    stored, _, _, _ = store_referral(
+        ctx, sr, nhs=nhs, patient_source=None, consents=[], extras={}, bundle_index={}
+    )
+    return stored
+
+
+def cancel_referral(ctx: RequestContext, sr: dict[str, Any]) -> list[Stored]:
+    """Revokes a referral this organisation sent, found by its business identifier; recalls any packet."""
+    repo = ctx.repo()
+    found: list[Stored] = []
+    for ident in sr.get("identifier") or []:
+        found = repo.find_by_token(
+            "ServiceRequest", "identifier", ident.get("system", ""), ident.get("value", "")
+        )
+        if found:
+            break
+    if not found:
+        raise not_found(
+            "The cancellation names a referral (ServiceRequest.identifier) this gateway does not hold"
+        )
+    current = found[0]
+    status = sr.get("status", "revoked")
+    return revoke(ctx, current, status)
+
+
+def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
+    if current.resource.get("status") in ("revoked", "entered-in-error", "completed"):
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "business-rule",
+                    f"The referral is already {current.resource['status']}",
+                    "ServiceRequest.status",
+                )
+            ],
+        )
+    repo = ctx.repo(as_gateway=True)
+    updated = repo.update("ServiceRequest", current.resource["id"], {**current.resource, "status": status})
+    ctx.audit(
+        rest_event(
+            ctx.audit_context,
+            interaction="update",
+            resource_type="ServiceRequest",
+            resource_id=current.resource["id"],
+            outcome=0,
+            patient_nhs=_nhs_of(current.resource),
+            description=f"Referral cancelled by the referrer (status {status})",
+            recorded=ctx.now(),
+        )
+    )
+    task = dispatch.recall(
+        ctx, current.resource["id"], reason=f"The referrer cancelled the referral ({status})"
+    )
+    return [updated, *([task] if task else [])]
+
+
+def _nhs_of(resource: dict[str, Any]) -> str | None:
+    for element in ("subject", "for", "patient"):
+        ident = (resource.get(element) or {}).get("identifier") or {}
+        if ident.get("system") == systems.NHS_NUMBER:
+            return ident.get("value")
+    return None
+
+
+def collection(ctx: RequestContext, items: list[Stored]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": ctx.now().isoformat(timespec="seconds"),
+        "entry": [
+            {
+                "fullUrl": f"{ctx.base_url}/fhir/{s.resource['resourceType']}/{s.resource['id']}",
+                "resource": s.resource,
+            }
+            for s in items
+        ],
+    }

@@ -1,0 +1,17 @@
+"""What the running app holds: settings, the database engine and the gateway's keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from gateway.auth.keys import TokenKeys
+from gateway.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    token_keys: TokenKeys

@@ -1,0 +1,281 @@
+"""The FHIR resource repository: create, read, update, search, with tenant isolation enforced here.
+
+Every read and search passes through `_visible`, the one place that says who sees what:
+a referrer sees its own organisation's resources, a VCSE host the Tasks it owns, an IG
+officer Consents (and clinical payloads only when configured), an admin no patient data.
+A resource outside the caller's tenant is reported as not found (404), never 403, so that
+ids cannot be probed. `principal=None` is the gateway itself (pipelines, worker).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, delete, false, or_, select, true
+from sqlmodel import Session
+
+from gateway.auth.principal import Principal, Role
+from gateway.models import FhirResource, ResourceVersion, SearchToken, now_utc
+from gateway.storage.searchparams import SEARCH_PARAMS, index_tokens
+from profiles.outcomes import FhirError, Issue, bad_request, not_found
+
+CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
+DATE_PREFIXES = ("ge", "le", "gt", "lt", "eq")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A resource as stored: its JSON (with id and meta) and the row's bookkeeping."""
+
+    resource: dict[str, Any]
+    version_id: int
+    tenant: str
+    pk: int
+
+
+def dumps(resource: dict[str, Any]) -> str:
+    return orjson.dumps(resource).decode()
+
+
+def fhir_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Repository:
+    def __init__(self, session: Session, principal: Principal | None, *, ig_reads_clinical: bool = False):
+        self.session = session
+        self.principal = principal
+        self.ig_reads_clinical = ig_reads_clinical
+
+    # -- who sees what -------------------------------------------------------------------------
+    def _visible(self, resource_type: str) -> ColumnElement[bool]:
+        p = self.principal
+        if p is None:
+            return true()
+        if p.role is Role.REFERRER:
+            return FhirResource.tenant == p.organisation
+        if p.role is Role.VCSE:
+            return and_(FhirResource.resource_type == "Task", FhirResource.audience == p.organisation)
+        if p.role is Role.IG_OFFICER:
+            return true() if resource_type == "Consent" or self.ig_reads_clinical else false()
+        return false()
+
+    # -- writes --------------------------------------------------------------------------------
+    def create(
+        self,
+        resource: dict[str, Any],
+        *,
+        tenant: str,
+        audience: str | None = None,
+        patient_nhs: str | None = None,
+        date: datetime | None = None,
+        resource_id: str | None = None,
+    ) -> Stored:
+        """Returns the stored resource, with a new id, versionId 1 and lastUpdated set."""
+        rtype = resource["resourceType"]
+        now = now_utc()
+        rid = resource_id or str(uuid.uuid4())
+        body = self._stamp(resource, rid, 1, now)
+        row = FhirResource(
+            resource_type=rtype,
+            id=rid,
+            version_id=1,
+            tenant=tenant,
+            audience=audience,
+            patient_nhs=patient_nhs,
+            date=date,
+            status=body.get("status"),
+            last_updated=now,
+            content=dumps(body),
+        )
+        self.session.add(row)
+        self.session.flush()
+        self._write_version_and_index(row, body)
+        return Stored(body, 1, tenant, row.pk or 0)
+
+    def update(
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        audience: str | bool | None = False,
+        date: datetime | None = None,
+    ) -> Stored:
+        """Returns the new version; 404 when not visible, 412 when `if_match` is not the current version."""
+        row = self._row(resource_type, resource_id, for_update=True)
+        if if_match is not None and if_match != row.version_id:
+            raise FhirError(
+                412,
+                [
+                    Issue(
+                        "conflict",
+                        f"If-Match names version {if_match} but the current version is {row.version_id}",
+                    )
+                ],
+            )
+        now = now_utc()
+        row.version_id += 1
+        body = self._stamp(resource, resource_id, row.version_id, now)
+        row.content = dumps(body)
+        row.status = body.get("status")
+        row.last_updated = now
+        if audience is not False:
+            row.audience = audience  # type: ignore[assignment]
+        if date is not None:
+            row.date = date
+        self.session.add(row)
+        self.session.flush()
+        self.session.execute(delete(SearchToken).where(SearchToken.resource_pk == row.pk))
+        self._write_version_and_index(row, body)
+        return Stored(body, row.version_id, row.tenant, row.pk or 0)
+
+    def _stamp(self, resource: dict[str, Any], rid: str, version: int, now: datetime) -> dict[str, Any]:
+        body = dict(resource)
+        body["id"] = rid
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = fhir_instant(now)
+        body["meta"] = meta
+        return body
+
+    def _write_version_and_index(self, row: FhirResource, body: dict[str, Any]) -> None:
+        assert row.pk is not None
+        self.session.add(
+            ResourceVersion(
+                resource_pk=row.pk,
+                version_id=row.version_id,
+                last_updated=row.last_updated,
+                content=row.content,
+            )
+        )
+        for param, system, value in index_tokens(row.resource_type, body):
+            self.session.add(SearchToken(resource_pk=row.pk, param=param, system=system, value=value))
+        self.session.flush()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _row(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> FhirResource:
+        query = select(FhirResource).where(
+            FhirResource.resource_type == resource_type,
+            FhirResource.id == resource_id,
+            self._visible(resource_type),
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.exec(query).first()  # type: ignore[call-overload]
+        if row is None:
+            raise not_found(f"{resource_type}/{resource_id} is not known")
+        return row[0] if not isinstance(row, FhirResource) else row
+
+    def read(self, resource_type: str, resource_id: str) -> Stored:
+        row = self._row(resource_type, resource_id)
+        return Stored(orjson.loads(row.content), row.version_id, row.tenant, row.pk or 0)
+
+    def read_version(self, resource_type: str, resource_id: str, version: int) -> dict[str, Any]:
+        row = self._row(resource_type, resource_id)
+        found = self.session.exec(  # type: ignore[call-overload]
+            select(ResourceVersion.content).where(
+                ResourceVersion.resource_pk == row.pk, ResourceVersion.version_id == version
+            )
+        ).first()
+        if found is None:
+            raise not_found(f"{resource_type}/{resource_id} has no version {version}")
+        return orjson.loads(found[0] if isinstance(found, tuple | list) else found)
+
+    def find_by_token(self, resource_type: str, param: str, system: str, value: str) -> list[Stored]:
+        """Returns visible resources whose `param` index holds exactly system|value."""
+        items, _ = self.search(resource_type, [(param, f"{system}|{value}")], count=100, offset=0)
+        return items
+
+    def search(
+        self, resource_type: str, params: list[tuple[str, str]], *, count: int, offset: int
+    ) -> tuple[list[Stored], bool]:
+        """Returns one page of matches (newest first) and whether there are more."""
+        known = SEARCH_PARAMS.get(resource_type, {})
+        conditions: list[ColumnElement[bool]] = [
+            FhirResource.resource_type == resource_type,
+            self._visible(resource_type),
+        ]
+        for name, raw in params:
+            param = known.get(name)
+            if param is None:
+                supported = ", ".join(sorted(known)) or "none"
+                raise bad_request(
+                    f"Unknown search parameter '{name}' for {resource_type}; supported: {supported}",
+                    expression=name,
+                    code="not-supported",
+                )
+            if param.type == "date":
+                conditions.append(_date_condition(name, raw))
+            else:
+                conditions.append(_token_condition(name, raw))
+        query = (
+            select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
+            .where(*conditions)
+            .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
+            .offset(offset)
+            .limit(count + 1)
+        )
+        rows = list(self.session.execute(query))
+        items = [Stored(orjson.loads(c), v, t, pk) for c, v, t, pk in rows[:count]]
+        return items, len(rows) > count
+
+
+def _token_condition(name: str, raw: str) -> ColumnElement[bool]:
+    alternatives = []
+    for value in raw.split(","):
+        if "|" in value:
+            system, _, code_value = value.partition("|")
+            cond = and_(
+                SearchToken.param == name, SearchToken.value == code_value, SearchToken.system == system
+            )
+        else:
+            cond = and_(SearchToken.param == name, SearchToken.value == value)
+        alternatives.append(cond)
+    sub = select(SearchToken.resource_pk).where(or_(*alternatives))
+    return FhirResource.pk.in_(sub)  # type: ignore[union-attr]
+
+
+def _date_condition(name: str, raw: str) -> ColumnElement[bool]:
+    prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
+    try:
+        start, end = _date_range(text)
+    except ValueError:
+        raise bad_request(
+            f"'{raw}' is not a FHIR date for '{name}' (use e.g. ge2026-01-01 or le2026-11-20T10:00:00Z)",
+            expression=name,
+        ) from None
+    column = FhirResource.date
+    return {
+        "eq": and_(column >= start, column < end),
+        "ge": column >= start,
+        "gt": column >= end,
+        "lt": column < start,
+        "le": column < end,
+    }[prefix]
+
+
+def _date_range(text: str) -> tuple[datetime, datetime]:
+    """Returns the [start, end) interval a FHIR date/dateTime search value covers (R4 §3.1.1.4.2)."""
+    if len(text) == 4:
+        start = datetime(int(text), 1, 1, tzinfo=UTC)
+        return start, start.replace(year=start.year + 1)
+    if len(text) == 7:
+        start = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+        return start, end
+    if len(text) == 10:
+        start = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return start, start + timedelta(days=1)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment, moment + timedelta(seconds=1)
