@@ -35,9 +35,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
 
 
 @click.group()
@@ -63,9 +61,11 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool) -> None:
         click.echo(f"sp-gateway demo at {base}/fhir (data folder {settings.data_dir})")
         click.echo("Demo clients (private keys under the data folder):")
         for c in clients:
-            click.echo(
-                f"  {c.client_id:<12} {c.role:<11} {c.organisation:<7} {key_path(settings, c.client_id)}"
-            )
+            click.echo(f"  {c.client_id:<12} {c.role:<11} {c.organisation:<7} {key_path(settings, c.client_id)}")
+        from gateway.delivery.worker import WorkerThread
+
+        WorkerThread(engine, settings).start()
+        click.echo("Delivery worker running in the background.")
         click.echo(f"Try:  TOKEN=$(spgw token demo-gp --url {base} --data-dir {settings.data_dir})")
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
@@ -106,9 +106,7 @@ def demo(host: str, port: int, data_dir: Path | None) -> None:
 )
 @click.option("--scope", default=None, help="Ask for fewer scopes than the client has")
 @data_dir_option
-def token(
-    client_id: str, base_url: str, key_file: Path | None, scope: str | None, data_dir: Path | None
-) -> None:
+def token(client_id: str, base_url: str, key_file: Path | None, scope: str | None, data_dir: Path | None) -> None:
     """Get an access token with a signed client assertion (RFC 7523) and print it."""
     from gateway.auth.client_side import TokenError, fetch_token
     from gateway.demo import key_path
@@ -118,11 +116,7 @@ def token(
     if not path.exists():
         raise click.ClickException(f"no private key for {client_id} at {path} (use --key)")
     try:
-        click.echo(
-            fetch_token(
-                base_url=base_url.rstrip("/"), client_id=client_id, private_key_path=path, scope=scope
-            )
-        )
+        click.echo(fetch_token(base_url=base_url.rstrip("/"), client_id=client_id, private_key_path=path, scope=scope))
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -151,9 +145,7 @@ def clients_list(as_json: bool, data_dir: Path | None) -> None:
         return
     for r in rows:
         state = "active" if r["active"] else "disabled"
-        click.echo(
-            f"{r['client_id']:<20} {r['role']:<11} {r['organisation']:<8} {state:<8} {' '.join(r['scopes'])}"
-        )
+        click.echo(f"{r['client_id']:<20} {r['role']:<11} {r['organisation']:<8} {state:<8} {' '.join(r['scopes'])}")
 
 
 @clients.command("add")
@@ -249,3 +241,71 @@ def _session(data_dir: Path | None):  # type: ignore[no-untyped-def]
     engine = make_engine(load_settings(data_dir))
     init_db(engine)
     return Session(engine)
+
+
+def _engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from gateway.db import make_engine
+    from gateway.schema import init_db
+
+    settings = load_settings(data_dir)
+    engine = make_engine(settings)
+    init_db(engine)
+    return engine, settings
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Deliver what is due, then exit")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls")
+@data_dir_option
+def worker(once: bool, interval: float, data_dir: Path | None) -> None:
+    """Deliver packets, notices and write-backs from the outbox (retries, backoff, dead letters)."""
+    from gateway.delivery.worker import WorkerThread, run_once
+
+    configure_logging()
+    engine, settings = _engine(data_dir)
+    if once:
+        click.echo(f"delivered {run_once(engine, settings)}")
+        return
+    thread = WorkerThread(engine, settings, interval)
+    click.echo("delivery worker running (Ctrl-C to stop)")
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(1)
+    except KeyboardInterrupt:
+        thread.stop()
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect and requeue deliveries."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead", "withdrawn"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def outbox_list(status: str | None, as_json: bool, data_dir: Path | None) -> None:
+    from gateway.delivery.worker import outbox_rows
+
+    engine, _ = _engine(data_dir)
+    rows = outbox_rows(engine, status)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']:>6} {r['kind']:<15} {r['target']:<8} {r['status']:<10} attempts={r['attempts']} "
+            f"{r['last_error'] or ''}"
+        )
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@data_dir_option
+def outbox_retry(ids: tuple[int, ...], data_dir: Path | None) -> None:
+    """Requeue dead-lettered deliveries (all, or the ids given)."""
+    from gateway.delivery.worker import retry
+
+    engine, _ = _engine(data_dir)
+    click.echo(f"requeued {retry(engine, list(ids) or None)}")

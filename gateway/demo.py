@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from gateway.auth.clients import add_client
 from gateway.auth.principal import ROLE_SCOPES, Principal, Role
@@ -55,6 +55,13 @@ def key_path(settings: Settings, client_id: str) -> Path:
 
 def seed(engine: Engine, settings: Settings) -> list[DemoClient]:
     """Registers the demo organisations and clients (writing their keys) and sample referrals."""
+    seed_directory(engine, settings)
+    _seed_referrals(engine, settings)
+    return list(DEMO_CLIENTS)
+
+
+def seed_directory(engine: Engine, settings: Settings) -> None:
+    """Registers the demo organisations and clients, writing each client's private key under the data folder."""
     with Session(engine) as session:
         for org_id, name, kind in DEMO_ORGANISATIONS:
             upsert_organisation(session, org_id=org_id, name=name, kind=kind)
@@ -70,8 +77,6 @@ def seed(engine: Engine, settings: Settings) -> list[DemoClient]:
                     private_key_out=path,
                 )
         session.commit()
-    _seed_referrals(engine, settings)
-    return list(DEMO_CLIENTS)
 
 
 def _seed_referrals(engine: Engine, settings: Settings) -> None:
@@ -80,7 +85,7 @@ def _seed_referrals(engine: Engine, settings: Settings) -> None:
     ctx = RequestContext(engine, settings, principal, None, None, "http://demo.invalid")
     for nhs, given, host in SAMPLE_REFERRALS:
         with ctx.transaction() as session:
-            if session.query(Referral).filter(Referral.patient_nhs == nhs).first() is not None:
+            if session.exec(select(Referral).where(Referral.patient_nhs == nhs)).first() is not None:
                 continue
             bundle = sample_message(nhs, given, host, gp.organisation)
             referrals.accept_message(ctx, bundle)
@@ -108,9 +113,7 @@ def sample_message(nhs: str, given: str, host: str, gp_ods: str) -> dict:
                 "fullUrl": "urn:uuid:sr",
                 "resource": {
                     "resourceType": "ServiceRequest",
-                    "identifier": [
-                        {"system": "https://riverside.example.nhs.uk/referrals", "value": f"DEMO-{nhs}"}
-                    ],
+                    "identifier": [{"system": "https://riverside.example.nhs.uk/referrals", "value": f"DEMO-{nhs}"}],
                     "status": "active",
                     "intent": "plan",
                     "code": {
@@ -154,9 +157,7 @@ def sample_message(nhs: str, given: str, host: str, gp_ods: str) -> dict:
                         "action": [{"coding": [{"system": systems.CONSENT_ACTION, "code": "disclose"}]}],
                         "actor": [
                             {
-                                "role": {
-                                    "coding": [{"system": systems.V3_PARTICIPATION_TYPE, "code": "IRCP"}]
-                                },
+                                "role": {"coding": [{"system": systems.V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
                                 "reference": {"identifier": {"system": systems.ODS_CODE, "value": host}},
                             }
                         ],

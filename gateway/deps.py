@@ -33,9 +33,7 @@ def authenticate(request: Request, state: AppState) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized(
-            "This endpoint needs an access token: 'Authorization: Bearer <token>' (see /oauth2/token)"
-        )
+        raise unauthorized("This endpoint needs an access token: 'Authorization: Bearer <token>' (see /oauth2/token)")
     principal = verify_access_token(state.token_keys, token.strip(), issuer=base_url(request, state))
     with Session(state.engine) as session:
         client = session.get(Client, principal.client_id)

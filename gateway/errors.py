@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audit.events import rest_event
+from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
 from gateway.deps import app_state, make_context
 from gateway.http import outcome_response
 from profiles.outcomes import FhirError, Issue
@@ -33,26 +33,33 @@ STATUS_ISSUE_CODE = {
 def audit_failure(request: Request, error: FhirError) -> None:
     """Writes an AuditEvent for a call that was refused or failed (its own transaction: the action left nothing)."""
     state = app_state(request)
-    interaction, resource = getattr(request.state, "audit_interaction", ("unknown", "unknown"))
+    described = getattr(request.state, "audit_interaction", None)
     ctx = make_context(request, state, getattr(request.state, "principal", None))
     outcome = 8 if error.status >= 500 else 4
-    description = f"{request.method} {request.url.path} refused with {error.status}: " + "; ".join(
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    description = f"{request.method} {route} refused with {error.status}: " + "; ".join(
         i.diagnostics for i in error.issues
     )
+    now = datetime.now(UTC)
+    if described and described[0] in ACTION_BY_INTERACTION:
+        event = rest_event(
+            ctx.audit_context,
+            interaction=described[0],
+            resource_type=described[1],
+            resource_id=None,
+            outcome=outcome,
+            patient_nhs=None,
+            description=description[:1000],
+            recorded=now,
+        )
+    else:
+        activity = described[0] if described else "request-refused"
+        event = system_event(
+            ctx.audit_context, activity=activity, outcome=outcome, description=description[:1000], recorded=now
+        )
     try:
         with ctx.transaction():
-            ctx.audit(
-                rest_event(
-                    ctx.audit_context,
-                    interaction=interaction,
-                    resource_type=resource,
-                    resource_id=None,
-                    outcome=outcome,
-                    patient_nhs=None,
-                    description=description[:1000],
-                    recorded=datetime.now(UTC),
-                )
-            )
+            ctx.audit(event)
     except Exception:
         # The refusal still reaches the caller; the operator sees that auditing it failed.
         log.exception("could not write the AuditEvent for a refused request")
@@ -71,12 +78,8 @@ def install(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
         issues = []
         for err in exc.errors()[:20]:
-            where = ".".join(
-                str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")
-            )
-            issues.append(
-                Issue("invalid", f"{where or 'request'}: {err.get('msg', 'invalid')}", where or None)
-            )
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+            issues.append(Issue("invalid", f"{where or 'request'}: {err.get('msg', 'invalid')}", where or None))
         return await on_fhir_error(request, FhirError(400, issues))
 
     @app.exception_handler(StarletteHTTPException)
@@ -86,9 +89,7 @@ def install(app: FastAPI) -> None:
             404: f"There is nothing at {request.url.path}",
             405: f"{request.method} is not supported on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return await on_fhir_error(
-            request, FhirError(exc.status_code, [Issue(code, text)], dict(exc.headers or {}))
-        )
+        return await on_fhir_error(request, FhirError(exc.status_code, [Issue(code, text)], dict(exc.headers or {})))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]

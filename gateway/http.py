@@ -128,11 +128,7 @@ async def _json_body(request: Request, accepted: tuple[str, ...]) -> dict[str, A
     if media not in accepted:
         raise FhirError(
             415,
-            [
-                Issue(
-                    "not-supported", f"Content-Type '{media or 'none'}' is not supported; send {accepted[0]}"
-                )
-            ],
+            [Issue("not-supported", f"Content-Type '{media or 'none'}' is not supported; send {accepted[0]}")],
         )
     raw = await request.body()
     request.state.raw_body = raw

@@ -130,9 +130,7 @@ class Packet(SQLModel, table=True):
     referral_id: str = Field(foreign_key="referral.referral_id", index=True, max_length=40)
     recipient: str = Field(max_length=64, index=True)
     kind: str = Field(max_length=16)  # referral | recall | cease
-    status: str = Field(
-        default="new", max_length=16
-    )  # new | accepted | declined | in-progress | completed | ...
+    status: str = Field(default="new", max_length=16)  # new | accepted | declined | in-progress | completed | ...
     body: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
     fields: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
     consent_id: str | None = Field(default=None, max_length=64)

@@ -16,29 +16,21 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SPGW_", extra="ignore")
 
-    data_dir: Path = Field(
-        default=Path("data"), description="Folder for the SQLite database and generated keys"
-    )
+    data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite database and generated keys")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     max_body_bytes: int = Field(default=MIB, gt=0, description="Larger request bodies are refused with 413")
     public_base_url: str | None = Field(
         default=None, description="External base URL (token audience); default: taken from the request"
     )
     access_token_ttl: int = Field(default=300, ge=30, le=3600, description="Access token lifetime in seconds")
-    assertion_max_lifetime: int = Field(
-        default=300, description="Longest accepted client assertion (exp - now)"
-    )
+    assertion_max_lifetime: int = Field(default=300, description="Longest accepted client assertion (exp - now)")
     ig_reads_clinical: bool = Field(default=False, description="May IG officers read clinical payloads?")
-    delivery_max_attempts: int = Field(
-        default=8, ge=1, description="Attempts before a delivery is dead-lettered"
-    )
+    delivery_max_attempts: int = Field(default=8, ge=1, description="Attempts before a delivery is dead-lettered")
     delivery_backoff_base: float = Field(default=2.0, gt=0, description="First retry delay in seconds")
     delivery_backoff_cap: float = Field(default=3600.0, gt=0, description="Longest retry delay in seconds")
     delivery_timeout: float = Field(default=10.0, gt=0)
     audit_origin: str = Field(default="sp-gateway.local/audit", description="Checkpoint origin line")
-    audit_retention_days: int = Field(
-        default=3650, ge=1, description="Days an audit entry's content is kept online"
-    )
+    audit_retention_days: int = Field(default=3650, ge=1, description="Days an audit entry's content is kept online")
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")

@@ -39,9 +39,7 @@ def _nhs_in(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _audit_rest(
-    ctx: RequestContext, interaction: str, rtype: str, rid: str | None, nhs: str | None, text: str
-) -> None:
+def _audit_rest(ctx: RequestContext, interaction: str, rtype: str, rid: str | None, nhs: str | None, text: str) -> None:
     ctx.audit(
         rest_event(
             ctx.audit_context,
@@ -80,16 +78,12 @@ def _add_read_routes(rtype: str) -> None:
             _audit_rest(ctx, "vread", rtype, resource_id, _nhs_in(body), f"{rtype} version {version} read")
         return FhirResponse(body, headers={"ETag": f'W/"{version}"'})
 
-    def search(
-        request: Request, ctx: RequestContext = Depends(requires(rtype, "s", "search-type"))
-    ) -> FhirResponse:
+    def search(request: Request, ctx: RequestContext = Depends(requires(rtype, "s", "search-type"))) -> FhirResponse:
         params, count, offset = search_params(request, ctx)
         with ctx.transaction():
             items, more = ctx.repo().search(rtype, params, count=count, offset=offset)
             described = "&".join(f"{k}={'<nhs-number>' if 'identifier' in k else v}" for k, v in params)
-            _audit_rest(
-                ctx, "search-type", rtype, None, _searched_nhs(params), f"{rtype} search {described}"[:500]
-            )
+            _audit_rest(ctx, "search-type", rtype, None, _searched_nhs(params), f"{rtype} search {described}"[:500])
         return FhirResponse(searchset(ctx, rtype, items, params, count, offset, more))
 
     # Plain `def` handlers: FastAPI runs them in its thread pool, so database work never blocks the loop.

@@ -19,9 +19,7 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def resource_response(
-    stored: Stored, *, status: int = 200, ctx: RequestContext | None = None
-) -> FhirResponse:
+def resource_response(stored: Stored, *, status: int = 200, ctx: RequestContext | None = None) -> FhirResponse:
     headers = {"ETag": etag(stored.version_id), "Last-Modified": stored.resource["meta"]["lastUpdated"]}
     if status == 201 and ctx is not None:
         rtype, rid = stored.resource["resourceType"], stored.resource["id"]
@@ -43,9 +41,7 @@ def if_match(request: Request) -> int | None:
 def check_format(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt and fmt not in ("json", "application/json", "application/fhir+json"):
-        raise FhirError(
-            406, [Issue("not-supported", f"_format={fmt} is not supported: this server speaks JSON")]
-        )
+        raise FhirError(406, [Issue("not-supported", f"_format={fmt} is not supported: this server speaks JSON")])
 
 
 def search_params(request: Request, ctx: RequestContext) -> tuple[list[tuple[str, str]], int, int]:

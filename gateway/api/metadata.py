@@ -29,11 +29,7 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
     interactions: dict[str, set[str]] = defaultdict(set)
     operations: list[str] = []
     for route in routes:
-        if (
-            not isinstance(route, APIRoute)
-            or not route.path.startswith("/fhir/")
-            or "." not in (route.name or "")
-        ):
+        if not isinstance(route, APIRoute) or not route.path.startswith("/fhir/") or "." not in (route.name or ""):
             continue
         owner, _, interaction = route.name.partition(".")
         if owner == "operation":

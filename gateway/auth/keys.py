@@ -41,9 +41,7 @@ class TokenKeys:
     def rotate(self, keep: int = 2) -> str:
         """Adds a new signing key in front, keeps the previous `keep - 1` for verification; returns its kid."""
         kid = "spgw-" + secrets.token_hex(6)
-        new = ECKey.generate_key(
-            "P-384", parameters={"kid": kid, "alg": TOKEN_ALG, "use": "sig"}, private=True
-        )
+        new = ECKey.generate_key("P-384", parameters={"kid": kid, "alg": TOKEN_ALG, "use": "sig"}, private=True)
         old = json.loads(self.path.read_text())["keys"] if self.path.exists() else []
         keys = [new.as_dict(private=True), *old][:keep]
         _write_private(self.path, json.dumps({"keys": keys}).encode())

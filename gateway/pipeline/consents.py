@@ -91,9 +91,7 @@ def update(ctx: RequestContext, consent_id: str, consent: dict[str, Any], *, if_
             412,
             [Issue("conflict", f"If-Match names version {if_match}; the current is {current.version_id}")],
         )
-    stored = ctx.repo(as_gateway=True).update(
-        "Consent", consent_id, body, date=parse_instant(consent.get("dateTime"))
-    )
+    stored = ctx.repo(as_gateway=True).update("Consent", consent_id, body, date=parse_instant(consent.get("dateTime")))
     _audit(ctx, "update", stored, nhs)
     dispatch.reconsider_patient(ctx, current.tenant, nhs)
     return stored

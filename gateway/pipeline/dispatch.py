@@ -8,17 +8,18 @@ them in order and records each step in the audit, all in the caller's transactio
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from audit.events import consent_decision_event
 from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
-from gateway.storage.repository import Stored
+from gateway.storage.repository import Repository, Stored
 from mappings.packet import build_packet, notice_packet
 from profiles import systems
 
@@ -29,17 +30,24 @@ def new_packet_id() -> str:
     return "PKT-" + secrets.token_hex(10).upper()
 
 
-def consents_for(ctx: RequestContext, tenant: str, nhs: str) -> list[dict[str, Any]]:
+def consents_for(session: Session, tenant: str, nhs: str) -> list[dict[str, Any]]:
     """Returns the Consents on record for this patient at this organisation."""
-    repo = ctx.repo(as_gateway=True)
-    return [
-        s.resource
-        for s in repo.find_by_token("Consent", "patient:identifier", systems.NHS_NUMBER, nhs)
-        if s.tenant == tenant
-    ]
+    found = Repository(session, None).find_by_token("Consent", "patient:identifier", systems.NHS_NUMBER, nhs)
+    return [s.resource for s in found if s.tenant == tenant]
 
 
-def _task(ctx: RequestContext, referral: Referral) -> Stored:
+def current_decision(session: Session, referral: Referral, recipient: str, now: datetime) -> Decision:
+    """Returns the consent decision for sending this referral to `recipient` at `now`."""
+    return decide(
+        consents_for(session, referral.tenant, referral.patient_nhs),
+        recipient=recipient,
+        purpose=SOCIAL_PRESCRIBING_PURPOSE,
+        categories=ALL_CATEGORIES,
+        now=now,
+    )
+
+
+def task_of(ctx: RequestContext, referral: Referral) -> Stored:
     return ctx.repo(as_gateway=True).read("Task", referral.task_id)
 
 
@@ -52,7 +60,7 @@ def update_task(
     business_status: str | None = None,
 ) -> Stored:
     """Returns the Task after setting its status, statusReason and businessStatus (FHIR Task state machine)."""
-    current = _task(ctx, referral)
+    current = task_of(ctx, referral)
     task = dict(current.resource)
     if status:
         task["status"] = status
@@ -71,20 +79,13 @@ def _enqueue(ctx: RequestContext, org: Organisation, kind: str, body: dict[str, 
     if org.delivery_mode != "webhook" or not org.webhook_url:
         return
     assert ctx.session is not None
-    ctx.session.add(
-        OutboxMessage(kind=kind, target=org.id, dedup_key=dedup_key, body=orjson.dumps(body).decode())
-    )
+    ctx.session.add(OutboxMessage(kind=kind, target=org.id, dedup_key=dedup_key, body=orjson.dumps(body).decode()))
 
 
 def decide_for(ctx: RequestContext, referral: Referral, recipient: str) -> Decision:
     """Returns the consent decision for sending this referral to `recipient` now, and audits it."""
-    decision = decide(
-        consents_for(ctx, referral.tenant, referral.patient_nhs),
-        recipient=recipient,
-        purpose=SOCIAL_PRESCRIBING_PURPOSE,
-        categories=ALL_CATEGORIES,
-        now=ctx.now(),
-    )
+    assert ctx.session is not None
+    decision = current_decision(ctx.session, referral, recipient, ctx.now())
     ctx.audit(
         consent_decision_event(
             ctx.audit_context,
@@ -105,9 +106,7 @@ def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
     assert ctx.session is not None
     recipient = referral.recipient
     if not recipient:
-        return update_task(
-            ctx, referral, business_status="awaiting a recipient: ServiceRequest.performer is empty"
-        )
+        return update_task(ctx, referral, business_status="awaiting a recipient: ServiceRequest.performer is empty")
     org = ctx.session.get(Organisation, recipient)
     if org is None or org.kind != "vcse" or not org.active:
         return update_task(
@@ -197,14 +196,10 @@ def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_sta
 def recall(ctx: RequestContext, service_request_id: str, *, reason: str) -> Stored | None:
     """Cancels the Task of a revoked referral and sends its host a recall notice; returns the Task."""
     assert ctx.session is not None
-    referral = ctx.session.exec(
-        select(Referral).where(Referral.service_request_id == service_request_id)
-    ).first()
+    referral = ctx.session.exec(select(Referral).where(Referral.service_request_id == service_request_id)).first()
     if referral is None:
         return None
-    status = (
-        ctx.repo(as_gateway=True).read("ServiceRequest", service_request_id).resource.get("status", "revoked")
-    )
+    status = ctx.repo(as_gateway=True).read("ServiceRequest", service_request_id).resource.get("status", "revoked")
     code = "entered-in-error" if status == "entered-in-error" else "revoked"
     for packet in _live_packets(ctx, referral):
         _notify(ctx, packet, "recall", code, "recalled")
@@ -227,9 +222,7 @@ def _live_packets(ctx: RequestContext, referral: Referral) -> list[Packet]:
 def reconsider_patient(ctx: RequestContext, tenant: str, nhs: str) -> None:
     """After a Consent changes: send cease notices where permission ended, offer referrals now permitted."""
     assert ctx.session is not None
-    referrals = ctx.session.exec(
-        select(Referral).where(Referral.tenant == tenant, Referral.patient_nhs == nhs)
-    ).all()
+    referrals = ctx.session.exec(select(Referral).where(Referral.tenant == tenant, Referral.patient_nhs == nhs)).all()
     for referral in referrals:
         live = _live_packets(ctx, referral)
         if live:
@@ -239,5 +232,5 @@ def reconsider_patient(ctx: RequestContext, tenant: str, nhs: str) -> None:
                 for packet in live:
                     _notify(ctx, packet, "cease", "consent-withdrawn", "ceased")
                 update_task(ctx, referral, status="cancelled", reason=f"Consent withdrawn: {decision.reason}")
-        elif _task(ctx, referral).resource.get("status") == "on-hold":
+        elif task_of(ctx, referral).resource.get("status") == "on-hold":
             offer(ctx, referral)

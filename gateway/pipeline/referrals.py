@@ -118,9 +118,7 @@ def _patient_from(source: dict[str, Any] | None, nhs: str) -> dict[str, Any]:
 
 def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None) -> Stored:
     repo = ctx.repo(as_gateway=True)
-    existing = [
-        s for s in repo.find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs) if s.tenant == tenant
-    ]
+    existing = [s for s in repo.find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs) if s.tenant == tenant]
     body = _patient_from(source, nhs)
     if existing:
         current = existing[0]
@@ -210,7 +208,7 @@ def store_referral(
         date=parse_instant(sr.get("authoredOn")),
     )
     for consent in consents:
-        store_consent(ctx, consent, nhs=nhs, patient_ref=patient_ref)
+        store_consent(ctx, _consent_actors_resolved(consent, bundle_index), nhs=nhs, patient_ref=patient_ref)
     referral_id = new_referral_id()
     task = repo.create(
         _task_for(stored_sr, patient_ref, tenant, recipient, referral_id),
@@ -247,9 +245,17 @@ def store_referral(
     return stored_sr, patient, task, referral
 
 
-def store_consent(
-    ctx: RequestContext, consent: dict[str, Any], *, nhs: str, patient_ref: dict[str, Any]
-) -> Stored:
+def _consent_actors_resolved(consent: dict[str, Any], bundle_index: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Returns the Consent with `provision.actor.reference`s into the message turned into identifiers
+    (an `urn:uuid:` reference names nobody once the message is unpacked)."""
+    provision = consent.get("provision")
+    if not isinstance(provision, dict) or not provision.get("actor"):
+        return consent
+    actors = [{**a, "reference": _local_reference(a.get("reference"), bundle_index)} for a in provision["actor"]]
+    return {**consent, "provision": {**provision, "actor": actors}}
+
+
+def store_consent(ctx: RequestContext, consent: dict[str, Any], *, nhs: str, patient_ref: dict[str, Any]) -> Stored:
     assert ctx.principal is not None
     body = {k: v for k, v in consent.items() if k not in ("id", "meta")}
     body["patient"] = patient_ref
@@ -298,9 +304,7 @@ def accept_service_request(ctx: RequestContext, sr: dict[str, Any]) -> Stored:
     if _errors(issues):
         raise unprocessable(issues)
     nhs = str(((sr.get("subject") or {}).get("identifier") or {}).get("value", ""))
-    stored, _, _, _ = store_referral(
-        ctx, sr, nhs=nhs, patient_source=None, consents=[], extras={}, bundle_index={}
-    )
+    stored, _, _, _ = store_referral(ctx, sr, nhs=nhs, patient_source=None, consents=[], extras={}, bundle_index={})
     return stored
 
 
@@ -309,15 +313,11 @@ def cancel_referral(ctx: RequestContext, sr: dict[str, Any]) -> list[Stored]:
     repo = ctx.repo()
     found: list[Stored] = []
     for ident in sr.get("identifier") or []:
-        found = repo.find_by_token(
-            "ServiceRequest", "identifier", ident.get("system", ""), ident.get("value", "")
-        )
+        found = repo.find_by_token("ServiceRequest", "identifier", ident.get("system", ""), ident.get("value", ""))
         if found:
             break
     if not found:
-        raise not_found(
-            "The cancellation names a referral (ServiceRequest.identifier) this gateway does not hold"
-        )
+        raise not_found("The cancellation names a referral (ServiceRequest.identifier) this gateway does not hold")
     current = found[0]
     status = sr.get("status", "revoked")
     return revoke(ctx, current, status)
@@ -349,9 +349,7 @@ def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
             recorded=ctx.now(),
         )
     )
-    task = dispatch.recall(
-        ctx, current.resource["id"], reason=f"The referrer cancelled the referral ({status})"
-    )
+    task = dispatch.recall(ctx, current.resource["id"], reason=f"The referrer cancelled the referral ({status})")
     return [updated, *([task] if task else [])]
 
 

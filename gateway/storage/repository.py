@@ -231,9 +231,7 @@ def _token_condition(name: str, raw: str) -> ColumnElement[bool]:
     for value in raw.split(","):
         if "|" in value:
             system, _, code_value = value.partition("|")
-            cond = and_(
-                SearchToken.param == name, SearchToken.value == code_value, SearchToken.system == system
-            )
+            cond = and_(SearchToken.param == name, SearchToken.value == code_value, SearchToken.system == system)
         else:
             cond = and_(SearchToken.param == name, SearchToken.value == value)
         alternatives.append(cond)
@@ -267,11 +265,7 @@ def _date_range(text: str) -> tuple[datetime, datetime]:
         return start, start.replace(year=start.year + 1)
     if len(text) == 7:
         start = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
-        end = (
-            start.replace(year=start.year + 1, month=1)
-            if start.month == 12
-            else start.replace(month=start.month + 1)
-        )
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
         return start, end
     if len(text) == 10:
         start = datetime.fromisoformat(text).replace(tzinfo=UTC)

@@ -170,9 +170,7 @@ def upgrade() -> None:
     with op.batch_alter_table("referral", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_referral_patient_nhs"), ["patient_nhs"], unique=False)
         batch_op.create_index(batch_op.f("ix_referral_recipient"), ["recipient"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_referral_service_request_id"), ["service_request_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_referral_service_request_id"), ["service_request_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_referral_tenant"), ["tenant"], unique=False)
 
     op.create_table(
@@ -202,9 +200,7 @@ def upgrade() -> None:
         sa.Column("organisation_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
-        sa.Column(
-            "jwks", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False
-        ),
+        sa.Column("jwks", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -254,9 +250,7 @@ def upgrade() -> None:
         sa.Column("recipient", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column(
-            "body", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False
-        ),
+        sa.Column("body", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
         sa.Column(
             "fields",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),

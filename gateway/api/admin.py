@@ -1,0 +1,151 @@
+"""The admin API (/admin/v1): organisations and their data-sharing agreements, clients, and the
+delivery outbox. Admins manage the directory; they read no patient data."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.events import system_event
+from gateway.auth import clients as client_service
+from gateway.auth.principal import Role
+from gateway.context import RequestContext
+from gateway.delivery import worker
+from gateway.deps import requires
+from gateway.http import JsonResponse
+from gateway.organisations import list_organisations, public_view, upsert_organisation
+from profiles.outcomes import FhirError, Issue, not_found
+
+router = APIRouter(prefix="/admin/v1", tags=["Administration"])
+
+
+class OrganisationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["gp-practice", "referrer", "vcse", "icb"]
+    delivery_mode: Literal["pull", "webhook"] = "pull"
+    webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    fhir_endpoint: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    allowed_fields: list[str] | None = Field(default=None, description="The data-sharing agreement's allow-list")
+
+
+class ClientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    client_id: str = Field(min_length=1, max_length=100)
+    organisation: str
+    role: Role
+    scopes: list[str] | None = None
+    jwks: dict[str, Any] = Field(description="The client's public JWKS (private keys are refused)")
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] | None = None
+
+
+def _audit(ctx: RequestContext, activity: str, description: str) -> None:
+    ctx.audit(
+        system_event(ctx.audit_context, activity=activity, outcome=0, description=description, recorded=ctx.now())
+    )
+
+
+def _invalid(exc: ValueError, where: str) -> FhirError:
+    return FhirError(422, [Issue("invalid", str(exc), where)])
+
+
+@router.get("/organisations", name="admin.list-organisations")
+def organisations(ctx: RequestContext = Depends(requires("Organization", "s", "admin-list-organisations"))):
+    with ctx.transaction() as session:
+        rows = [public_view(o) for o in list_organisations(session)]
+        _audit(ctx, "admin-list-organisations", f"{len(rows)} organisations listed")
+    return JsonResponse({"organisations": rows})
+
+
+@router.put("/organisations/{org_id}", name="admin.put-organisation")
+def put_organisation(
+    org_id: str,
+    body: OrganisationIn,
+    ctx: RequestContext = Depends(requires("Organization", "u", "admin-put-organisation")),
+) -> JsonResponse:
+    """Registers or updates an organisation; a new webhook secret is shown once, in this answer."""
+    with ctx.transaction() as session:
+        try:
+            org, secret = upsert_organisation(session, org_id=org_id, **body.model_dump())
+        except ValueError as exc:
+            raise _invalid(exc, "allowed_fields") from None
+        _audit(
+            ctx,
+            "admin-put-organisation",
+            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})",
+        )
+        view = public_view(org)
+    if secret:
+        view["webhook_secret"] = secret
+    return JsonResponse(view)
+
+
+@router.get("/clients", name="admin.list-clients")
+def list_clients(ctx: RequestContext = Depends(requires("Client", "s", "admin-list-clients"))) -> JsonResponse:
+    with ctx.transaction() as session:
+        rows = client_service.list_clients(session)
+        _audit(ctx, "admin-list-clients", f"{len(rows)} clients listed")
+    return JsonResponse({"clients": rows})
+
+
+@router.post("/clients", name="admin.add-client", status_code=201)
+def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", "c", "admin-add-client"))):
+    with ctx.transaction() as session:
+        try:
+            client = client_service.add_client(
+                session,
+                client_id=body.client_id,
+                organisation_id=body.organisation,
+                role=body.role,
+                scopes=body.scopes,
+                public_jwks=body.jwks,
+            )
+        except ValueError as exc:
+            raise _invalid(exc, "jwks") from None
+        _audit(ctx, "admin-add-client", f"client {client.client_id} added ({client.role} for {client.organisation_id})")
+    return JsonResponse(
+        {
+            "client_id": client.client_id,
+            "organisation": client.organisation_id,
+            "role": client.role,
+            "scopes": client.scopes.split(),
+        },
+        status_code=201,
+    )
+
+
+@router.post("/clients/{client_id}/disable", name="admin.disable-client")
+def disable_client(client_id: str, ctx: RequestContext = Depends(requires("Client", "u", "admin-disable-client"))):
+    with ctx.transaction() as session:
+        try:
+            client_service.disable_client(session, client_id)
+        except ValueError:
+            raise not_found(f"client {client_id} is not registered") from None
+        _audit(ctx, "admin-disable-client", f"client {client_id} disabled")
+    return JsonResponse({"client_id": client_id, "active": False})
+
+
+@router.get("/outbox", name="admin.list-outbox")
+def list_outbox(
+    status: Literal["pending", "delivered", "dead", "withdrawn"] | None = None,
+    ctx: RequestContext = Depends(requires("Organization", "r", "admin-list-outbox")),
+) -> JsonResponse:
+    """Deliveries and their state; `status=dead` is the dead-letter queue."""
+    rows = worker.outbox_rows(ctx.engine, status)
+    with ctx.transaction():
+        _audit(ctx, "admin-list-outbox", f"{len(rows)} outbox rows listed")
+    return JsonResponse({"deliveries": rows})
+
+
+@router.post("/outbox/retry", name="admin.retry-outbox")
+def retry_outbox(body: RetryIn, ctx: RequestContext = Depends(requires("Organization", "u", "admin-retry-outbox"))):
+    count = worker.retry(ctx.engine, body.ids)
+    with ctx.transaction():
+        _audit(ctx, "admin-retry-outbox", f"{count} dead-lettered deliveries requeued")
+    return JsonResponse({"requeued": count})

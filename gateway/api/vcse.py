@@ -1,0 +1,73 @@
+"""The VCSE host API (plain JSON, /vcse/v1): the caller's referral packets, their status, notices,
+outcomes, and the packet schema. Documented in docs/vcse-api.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.events import system_event
+from gateway.context import RequestContext
+from gateway.deps import public, requires
+from gateway.http import JsonResponse
+from gateway.pipeline import workflow
+
+router = APIRouter(prefix="/vcse/v1", tags=["VCSE hosts"])
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "mappings" / "data" / "referral-packet.schema.json"
+
+
+class StatusUpdate(BaseModel):
+    """A VCSE host's decision or progress on a referral."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(description="accepted | declined | in-progress | completed")
+    reason: str | None = Field(default=None, max_length=500, description="Why (required when declined)")
+
+
+@router.get("/referrals", name="vcse.list-referrals")
+def list_referrals(
+    status: str | None = None, ctx: RequestContext = Depends(requires("Task", "s", "vcse-list-referrals"))
+) -> JsonResponse:
+    """The referral packets addressed to the caller (each read is audited as a disclosure)."""
+    with ctx.transaction():
+        items = workflow.list_packets(ctx, status)
+    return JsonResponse({"referrals": items, "count": len(items)})
+
+
+@router.get("/referrals/{referral_id}", name="vcse.read-referral")
+def read_referral(
+    referral_id: str, ctx: RequestContext = Depends(requires("Task", "r", "vcse-read-referral"))
+) -> JsonResponse:
+    with ctx.transaction():
+        return JsonResponse(workflow.read_packet(ctx, referral_id))
+
+
+@router.post("/referrals/{referral_id}/status", name="vcse.set-status")
+def set_status(
+    referral_id: str, update: StatusUpdate, ctx: RequestContext = Depends(requires("Task", "u", "vcse-set-status"))
+) -> JsonResponse:
+    with ctx.transaction():
+        return JsonResponse(workflow.set_status(ctx, referral_id, update.status, update.reason))
+
+
+@router.get("/notices", name="vcse.list-notices")
+def list_notices(ctx: RequestContext = Depends(requires("Task", "r", "vcse-list-notices"))) -> JsonResponse:
+    """Recall notices (the GP cancelled) and cease notices (consent withdrawn) for the caller."""
+    with ctx.transaction():
+        return JsonResponse({"notices": workflow.list_notices(ctx)})
+
+
+@router.get("/schema/referral-packet", name="vcse.packet-schema")
+def packet_schema(ctx: RequestContext = Depends(public("Schema", "packet-schema-read"))) -> Any:
+    """The JSON Schema of the referral packet (versioned; public: it holds no personal data)."""
+    with ctx.transaction():
+        ctx.audit(
+            system_event(
+                ctx.audit_context, activity="packet-schema-read", outcome=0, description=None, recorded=ctx.now()
+            )
+        )
+    return JsonResponse(json.loads(SCHEMA_FILE.read_text()))

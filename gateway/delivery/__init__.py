@@ -1,0 +1,1 @@
+"""Outbound delivery: the outbox worker, webhook signing, and the delivery error tree."""

@@ -1,0 +1,100 @@
+"""Fixtures shared by the suite: a gateway app on SQLite or on a throwaway PostgreSQL, demo data,
+and access tokens for the demo clients."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from tests.support.postgres import PostgresServer, start_server
+
+warnings.filterwarnings("ignore", message=".*httpx.*starlette.testclient.*")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = start_server()
+    if server is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: PostgreSQL tests skipped")
+    yield server
+    server.stop()
+
+
+def _postgres_database(server: PostgresServer) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
+    from gateway.settings import Settings
+
+    url = None
+    if backend == "postgres":
+        url = _postgres_database(request.getfixturevalue("postgres_server"))
+    return Settings(data_dir=tmp_path / "data", database_url=url)
+
+
+@pytest.fixture
+def engine(settings) -> Iterator[Engine]:
+    from gateway.db import make_engine
+
+    eng = make_engine(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def app(settings, engine, monkeypatch: pytest.MonkeyPatch):
+    from gateway.app import create_app
+    from gateway.demo import seed_directory
+
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    application = create_app(settings, engine)
+    seed_directory(engine, settings)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def token_for(app):
+    """Returns a function giving Authorization headers for a demo client (token minted by the gateway's key)."""
+    from gateway.auth.principal import Principal, Role
+    from gateway.demo import DEMO_CLIENTS
+
+    def headers(client_id: str, **extra: str) -> dict[str, str]:
+        demo = next(c for c in DEMO_CLIENTS if c.client_id == client_id)
+        from gateway.auth.principal import ROLE_SCOPES
+        from gateway.auth.tokens import issue_access_token
+
+        principal = Principal(demo.client_id, demo.organisation, Role(demo.role), frozenset(ROLE_SCOPES[demo.role]))
+        token = issue_access_token(app.state.spgw.token_keys, principal, issuer="http://testserver", ttl=300)
+        return {
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": str(uuid.uuid4()),
+            "X-Correlation-ID": str(uuid.uuid4()),
+            **extra,
+        }
+
+    return headers
