@@ -98,3 +98,16 @@ def token_for(app):
         }
 
     return headers
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """Says how many tests ran against PostgreSQL, so a CI log shows that they really did."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for outcome in counts:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "postgres" in getattr(report, "keywords", {}) and getattr(report, "when", "call") in ("call", "setup"):
+                if outcome != "passed" or report.when == "call":
+                    counts[outcome] += 1
+    terminalreporter.write_line(
+        f"PostgreSQL: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+    )
