@@ -190,3 +190,28 @@ def update_consent(
     with ctx.transaction():
         stored = consent_flow.update(ctx, resource_id, body, if_match=if_match(request))
     return resource_response(stored)
+
+
+@router.get("/ServiceRequest/{resource_id}/$everything", name="operation.everything")
+def service_request_everything(
+    resource_id: str, ctx: RequestContext = Depends(requires("ServiceRequest", "r", "operation"))
+) -> FhirResponse:
+    """The whole story of one referral: the ServiceRequest, its Patient, Task, outcome Observations and
+    the patient's Consents, as one searchset Bundle (what `_revinclude` would give, in one call)."""
+    with ctx.transaction():
+        repo = ctx.repo()
+        sr = repo.read("ServiceRequest", resource_id)
+        ref = f"ServiceRequest/{resource_id}"
+        items = [sr]
+        patient_ref = (sr.resource.get("subject") or {}).get("reference", "")
+        if patient_ref.startswith("Patient/"):
+            items.append(repo.read("Patient", patient_ref.removeprefix("Patient/")))
+        for rtype, param, value in (
+            ("Task", "focus", ref),
+            ("Observation", "based-on", ref),
+            ("Consent", "patient", patient_ref),
+        ):
+            found, _ = repo.search(rtype, [(param, value)], count=ctx.settings.page_size_max, offset=0)
+            items.extend(found)
+        _audit_rest(ctx, "operation", "ServiceRequest", resource_id, _nhs_in(sr.resource), "$everything for a referral")
+    return FhirResponse(searchset(ctx, "ServiceRequest", items, [], len(items) or 1, 0, False))

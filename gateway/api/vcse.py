@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit.events import system_event
 from gateway.context import RequestContext
 from gateway.deps import public, requires
-from gateway.http import JsonResponse
-from gateway.pipeline import workflow
+from gateway.http import JsonResponse, json_body
+from gateway.pipeline import outcomes, workflow
 
 router = APIRouter(prefix="/vcse/v1", tags=["VCSE hosts"])
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "mappings" / "data" / "referral-packet.schema.json"
@@ -52,6 +52,18 @@ def set_status(
 ) -> JsonResponse:
     with ctx.transaction():
         return JsonResponse(workflow.set_status(ctx, referral_id, update.status, update.reason))
+
+
+@router.post("/referrals/{referral_id}/outcomes", name="vcse.submit-outcomes")
+def submit_outcomes(
+    referral_id: str,
+    body: dict[str, Any] = Depends(json_body),
+    ctx: RequestContext = Depends(requires("Observation", "c", "vcse-submit-outcomes")),
+) -> JsonResponse:
+    """Wellbeing scores, activities and closing summary; a retried submission_id creates nothing new."""
+    with ctx.transaction():
+        status, answer = outcomes.submit(ctx, referral_id, body)
+    return JsonResponse(answer, status_code=status)
 
 
 @router.get("/notices", name="vcse.list-notices")

@@ -420,7 +420,7 @@ class PrivateKeyJwtAssertion(JWTBearerClientAssertion):
             raise InvalidClientError(description="The client assertion has no exp.")
         if exp < now - self.leeway:
             raise InvalidClientError(description="The client assertion has expired.")
-        if False:
+        if exp > now + self.max_lifetime + self.leeway:
             raise InvalidClientError(
                 description=f"The client assertion exp must be at most {self.max_lifetime} seconds ahead."
             )

@@ -30,7 +30,7 @@ class HostReferral:
     referral: Referral
 
 
-def _owned(ctx: RequestContext, referral_id: str) -> HostReferral:
+def owned(ctx: RequestContext, referral_id: str) -> HostReferral:
     """Returns the caller's referral packet; 404 for one addressed to someone else (ids cannot be probed)."""
     assert ctx.session is not None and ctx.principal is not None
     row = ctx.session.exec(
@@ -91,7 +91,7 @@ def list_packets(ctx: RequestContext, status: str | None) -> list[dict[str, Any]
 
 
 def read_packet(ctx: RequestContext, referral_id: str) -> dict[str, Any]:
-    return _disclose(ctx, _owned(ctx, referral_id))
+    return _disclose(ctx, owned(ctx, referral_id))
 
 
 def list_notices(ctx: RequestContext) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def list_notices(ctx: RequestContext) -> list[dict[str, Any]]:
 def set_status(ctx: RequestContext, referral_id: str, status: str, reason: str | None) -> dict[str, Any]:
     """Moves the referral's Task (and the packet's status); returns the packet's new status view."""
     assert ctx.session is not None
-    item = _owned(ctx, referral_id)
+    item = owned(ctx, referral_id)
     if status not in TRANSITIONS:
         raise FhirError(422, [Issue("value", f"status must be one of {', '.join(TRANSITIONS)}", "status")])
     if status == "declined" and not (reason and reason.strip()):

@@ -1,0 +1,209 @@
+"""VCSE outcomes back to the GP record: a submission becomes coded Observations about the right
+patient (re-identified here, inside the gateway: the VCSE host only ever knew the referral id),
+stored and searchable on the facade, distance travelled computed against the baseline, and a FHIR
+transaction Bundle queued for the referrer's own FHIR endpoint when it has one."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+from sqlmodel import select
+
+from audit.events import rest_event
+from gateway.context import RequestContext
+from gateway.models import Organisation, OutboxMessage, OutcomeRecord, Referral
+from gateway.pipeline import workflow
+from gateway.pipeline.referrals import nhs_identifier, parse_instant
+from mappings.distance import change_to_observation, distance_travelled
+from mappings.outcome_schema import OutcomeSubmission, parse_submission
+from mappings.outcomes import observation_id, submission_to_observations
+from profiles import systems
+from profiles.outcomes import FhirError, Issue, conflict
+
+OPEN_STATES = ("accepted", "in-progress", "completed")
+
+
+def _prefix(referral_id: str, submission_id: str) -> str:
+    """Returns a short FHIR-id-safe prefix, unique per (referral, submission), stable across retries."""
+    return "out-" + hashlib.sha256(f"{referral_id}/{submission_id}".encode()).hexdigest()[:20]
+
+
+def _body_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _answer(record: OutcomeRecord, changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "referral_id": record.referral_id,
+        "submission_id": record.submission_id,
+        "stage": record.stage,
+        "observations": [f"Observation/{i}" for i in record.observation_ids],
+        **({"distance_travelled": changes} if changes is not None else {}),
+    }
+
+
+def submit(ctx: RequestContext, referral_id: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Returns (HTTP status, answer): 201 for a new submission, 200 for an identical retry."""
+    assert ctx.session is not None
+    item = workflow.owned(ctx, referral_id)
+    sub = parse_submission(data, now=ctx.now())
+    existing = ctx.session.get(OutcomeRecord, (referral_id, sub.submission_id))
+    digest = _body_hash(data)
+    if existing is not None:
+        if existing.body_sha256 != digest:
+            raise conflict(f"submission_id {sub.submission_id} was already used with different content")
+        return 200, _answer(existing)
+    if item.packet.status not in OPEN_STATES:
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "business-rule",
+                    f"Outcomes can be recorded once the referral is accepted; it is {item.packet.status}",
+                    "status",
+                )
+            ],
+        )
+    referral = item.referral
+    observations = _observations(ctx, referral, sub)
+    changes = _distance(ctx, referral, sub, observations)
+    repo = ctx.repo(as_gateway=True)
+    for obs in observations:
+        repo.create(
+            obs,
+            tenant=referral.tenant,
+            patient_nhs=referral.patient_nhs,
+            date=parse_instant(obs.get("effectiveDateTime")),
+            resource_id=obs["id"],
+        )
+    record = OutcomeRecord(
+        referral_id=referral_id,
+        submission_id=sub.submission_id,
+        body_sha256=digest,
+        stage=sub.stage,
+        observation_ids=[o["id"] for o in observations],
+        submission=data,
+    )
+    ctx.session.add(record)
+    _queue_write_back(ctx, referral, observations, _prefix(referral_id, sub.submission_id))
+    ctx.audit(
+        rest_event(
+            ctx.audit_context,
+            interaction="create",
+            resource_type="Observation",
+            resource_id=None,
+            outcome=0,
+            patient_nhs=referral.patient_nhs,
+            description=f"{len(observations)} outcome Observations recorded for {referral_id} "
+            f"(submission {sub.submission_id}, {sub.stage})",
+            recorded=ctx.now(),
+        )
+    )
+    return 201, _answer(record, changes)
+
+
+def _references(ctx: RequestContext, referral: Referral) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    assert ctx.session is not None
+    patient_ref = {"reference": f"Patient/{referral.patient_id}", "identifier": nhs_identifier(referral.patient_nhs)}
+    host = ctx.session.get(Organisation, referral.recipient or "")
+    performer: dict[str, Any] = {"identifier": {"system": systems.ODS_CODE, "value": referral.recipient}}
+    if host is not None:
+        performer["display"] = host.name
+    return patient_ref, f"ServiceRequest/{referral.service_request_id}", performer
+
+
+def _observations(ctx: RequestContext, referral: Referral, sub: OutcomeSubmission) -> list[dict[str, Any]]:
+    patient_ref, sr_ref, performer = _references(ctx, referral)
+    return submission_to_observations(
+        sub,
+        patient_ref=patient_ref,
+        service_request_ref=sr_ref,
+        performer=performer,
+        id_prefix=_prefix(referral.referral_id, sub.submission_id),
+    )
+
+
+def _distance(
+    ctx: RequestContext, referral: Referral, sub: OutcomeSubmission, observations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Adds derived 'distance travelled' Observations when a baseline exists; returns the changes for the answer."""
+    assert ctx.session is not None
+    if sub.stage == "baseline":
+        return []
+    baseline_row = ctx.session.exec(
+        select(OutcomeRecord)
+        .where(OutcomeRecord.referral_id == referral.referral_id, OutcomeRecord.stage == "baseline")
+        .order_by(OutcomeRecord.created)  # type: ignore[arg-type]
+    ).first()
+    if baseline_row is None:
+        return []
+    baseline = parse_submission(baseline_row.submission, now=ctx.now())
+    patient_ref, sr_ref, performer = _references(ctx, referral)
+    base_prefix = _prefix(referral.referral_id, baseline.submission_id)
+    final_prefix = _prefix(referral.referral_id, sub.submission_id)
+    answer = []
+    for change in distance_travelled(baseline, sub):
+        observations.append(
+            change_to_observation(
+                change,
+                baseline_ref=f"Observation/{observation_id(base_prefix, change.source_measure)}",
+                final_ref=f"Observation/{observation_id(final_prefix, change.source_measure)}",
+                patient_ref=patient_ref,
+                service_request_ref=sr_ref,
+                performer=performer,
+                id_prefix=final_prefix,
+            )
+        )
+        answer.append(
+            {
+                "measure": change.measure,
+                "baseline": change.baseline,
+                "final": change.final,
+                "change": change.delta,
+                "meaningful": change.meaningful,
+                "threshold": change.threshold,
+                "threshold_source": change.threshold_source,
+            }
+        )
+    return answer
+
+
+def transaction_bundle(observations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Returns a FHIR transaction Bundle creating the Observations at the GP system, each only once
+    (conditional create on the submission identifier: a redelivery creates nothing new)."""
+    entries = []
+    for obs in observations:
+        ident = obs["identifier"][0]
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, ident['system'] + '|' + ident['value'])}",
+                "resource": {k: v for k, v in obs.items() if k != "meta"}
+                | {"meta": {"profile": obs.get("meta", {}).get("profile", [])}},
+                "request": {
+                    "method": "POST",
+                    "url": "Observation",
+                    "ifNoneExist": f"identifier={ident['system']}|{ident['value']}",
+                },
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _queue_write_back(ctx: RequestContext, referral: Referral, observations: list[dict[str, Any]], key: str) -> None:
+    assert ctx.session is not None
+    gp = ctx.session.get(Organisation, referral.tenant)
+    if gp is None or not gp.fhir_endpoint:
+        return
+    bundle = transaction_bundle(observations)
+    ctx.session.add(
+        OutboxMessage(
+            kind="fhir-writeback",
+            target=gp.id,
+            dedup_key=f"wb-{key}",
+            body=orjson.dumps(bundle).decode(),
+            content_type="application/fhir+json",
+        )
+    )
