@@ -69,8 +69,9 @@ from gateway.settings import Settings
 
 PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 8414 / RFC 7591 name of the method
 GRANT_TYPE = "client_credentials"
-# Accepted assertion algorithms: the key algorithms the registry accepts. SHA-256 variants (RS256,
-# ES256) are refused: our keys are P-384 or RSA-3072+, and the NHS platform itself asks for RS512.
+# Accepted assertion algorithms = the algorithms a registered key may carry (ES384, RS384, and RS512
+# as the NHS platform's guide uses). RS256/ES256 are refused: every key is registered with its alg
+# (RFC 7517 §4.4) and the header alg must equal it, so one key never verifies two algorithms.
 ASSERTION_ALGS: tuple[str, ...] = CLIENT_KEY_ALGS
 CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on exp, nbf and iat
 MAX_FORM_BYTES = 16 * 1024  # a token request is a few hundred bytes; RSA-4096 assertions ~1 KiB
