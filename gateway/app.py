@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from gateway import errors
-from gateway.api import admin, fhir, metadata, process_message, vcse
+from gateway.api import admin, fhir, metadata, oauth, process_message, vcse
 from gateway.auth.keys import TokenKeys
 from gateway.db import make_engine
 from gateway.http import BodyLimitMiddleware, TraceIdsMiddleware
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     # The CapabilityStatement is built from exactly these routes (see api/metadata.py).
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
-    for router in (vcse.router, admin.router):
+    for router in (oauth.router, vcse.router, admin.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)
