@@ -13,7 +13,7 @@ OperationOutcome issue whose `expression` is the JSON path of the field (`swemwb
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -37,8 +37,6 @@ from pydantic_core import PydanticCustomError
 
 from profiles.outcomes import FhirError, Issue
 
-# Clock skew we forgive between a VCSE CRM and the gateway before calling a time "in the future".
-FUTURE_SKEW = timedelta(minutes=5)
 SUBMISSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
@@ -166,14 +164,6 @@ class OutcomeSubmission(_Model):
     activities: Annotated[list[Activity], Field(min_length=1)] | None = None
     closing_summary: ClosingSummary | None = None
 
-    @field_validator("recorded_at")
-    @classmethod
-    def _not_future(cls, recorded_at: datetime, info: ValidationInfo) -> datetime:
-        now = (info.context or {}).get("now")
-        if now is not None and recorded_at > now + FUTURE_SKEW:
-            raise PydanticCustomError("in_future", "must not be in the future (now is {now})", {"now": now.isoformat()})
-        return recorded_at
-
     @model_validator(mode="after")
     def _has_content(self) -> OutcomeSubmission:
         if not any((self.ons4, self.swemwbs, self.pam, self.activities, self.closing_summary)):
@@ -184,37 +174,22 @@ class OutcomeSubmission(_Model):
         return self
 
 
-def parse_submission(data: Any, *, now: datetime | None = None) -> OutcomeSubmission:
+def parse_submission(data: Any) -> OutcomeSubmission:
     """Returns the validated submission, or raises FhirError(422) with one issue per error.
 
-    `data` is decoded JSON (a dict) or raw JSON bytes/str. `now` (timezone-aware) is the clock
-    for the not-in-the-future rule; it defaults to the current UTC time.
+    `data` is decoded JSON (a dict) or raw JSON bytes/str. `recorded_at` is taken as the CRM
+    states it, future dates included: a CRM's clock is its own, and the value is what the GP
+    record shows as the Observation's effective time.
     """
-    context = {"now": _aware(now or datetime.now(UTC))}
     try:
         if isinstance(data, bytes | str):
             try:
                 data = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise FhirError(400, [Issue("structure", f"the body is not valid JSON: {exc}")]) from None
-        return OutcomeSubmission.model_validate(data, context=context)
+        return OutcomeSubmission.model_validate(data)
     except ValidationError as exc:
         raise FhirError(422, [_issue(e) for e in exc.errors(include_url=False)]) from None
-
-
-def check_not_future(sub: OutcomeSubmission, now: datetime) -> None:
-    """Raises FhirError(422) if `sub.recorded_at` is after `now` plus the allowed clock skew."""
-    if sub.recorded_at > _aware(now) + FUTURE_SKEW:
-        got = sub.recorded_at.isoformat()
-        text = f"recorded_at must not be in the future (now is {now.isoformat()}); got {got}"
-        raise FhirError(422, [Issue("value", text, "recorded_at")])
-
-
-def _aware(now: datetime) -> datetime:
-    # A naive clock cannot be compared with an aware recorded_at: that is the caller's bug, not bad input.
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return now
 
 
 def submission_json_schema() -> dict[str, Any]:
@@ -283,8 +258,6 @@ def _describe(error: Any, name: str) -> tuple[str, str]:
         return "structure", f"{name} must be a JSON array; got {got}"
     if kind == "empty_submission":
         return "required", error["msg"][0].upper() + error["msg"][1:]
-    if kind == "in_future":
-        return "value", f"{name} {error['msg']}; got {got}"
     if kind.startswith(("datetime", "date", "iso_text")):
         what = "an ISO 8601 date-time with a time zone" if name == "recorded_at" else "a date (YYYY-MM-DD)"
         return "value", f"{name} must be {what}; got {got}"

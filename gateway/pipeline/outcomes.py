@@ -49,7 +49,7 @@ def submit(ctx: RequestContext, referral_id: str, data: dict[str, Any]) -> tuple
     """Returns (HTTP status, answer): 201 for a new submission, 200 for an identical retry."""
     assert ctx.session is not None
     item = workflow.owned(ctx, referral_id)
-    sub = parse_submission(data, now=ctx.now())
+    sub = parse_submission(data)
     existing = ctx.session.get(OutcomeRecord, (referral_id, sub.submission_id))
     digest = _body_hash(data)
     if existing is not None:
@@ -140,7 +140,7 @@ def _distance(
     ).first()
     if baseline_row is None:
         return []
-    baseline = parse_submission(baseline_row.submission, now=ctx.now())
+    baseline = parse_submission(baseline_row.submission)
     patient_ref, sr_ref, performer = _references(ctx, referral)
     base_prefix = _prefix(referral.referral_id, baseline.submission_id)
     final_prefix = _prefix(referral.referral_id, sub.submission_id)

@@ -178,14 +178,15 @@ class Repository:
 
     def read_version(self, resource_type: str, resource_id: str, version: int) -> dict[str, Any]:
         row = self._row(resource_type, resource_id)
-        found = self.session.exec(  # type: ignore[call-overload]
+        # session.scalar: a one-column select through Session.exec yields a Row, not the text.
+        found = self.session.scalar(
             select(ResourceVersion.content).where(
                 ResourceVersion.resource_pk == row.pk, ResourceVersion.version_id == version
             )
-        ).first()
+        )
         if found is None:
             raise not_found(f"{resource_type}/{resource_id} has no version {version}")
-        return orjson.loads(found[0] if isinstance(found, tuple | list) else found)
+        return orjson.loads(found)
 
     def find_by_token(self, resource_type: str, param: str, system: str, value: str) -> list[Stored]:
         """Returns visible resources whose `param` index holds exactly system|value."""

@@ -18,7 +18,7 @@ ONS4 = {"life_satisfaction": 6, "worthwhile": 7, "happiness": 5, "anxiety": 4}
 
 def sub(sid: str, when: str, **measures: Any) -> OutcomeSubmission:
     stage = "baseline" if sid.startswith("b") else "final"
-    return parse_submission({"submission_id": sid, "recorded_at": when, "stage": stage, **measures}, now=NOW)
+    return parse_submission({"submission_id": sid, "recorded_at": when, "stage": stage, **measures})
 
 
 def baseline(**measures: Any) -> OutcomeSubmission:

@@ -45,7 +45,7 @@ FULL: dict[str, Any] = {
 
 
 def submission(data: dict[str, Any] = FULL) -> OutcomeSubmission:
-    return parse_submission(data, now=NOW)
+    return parse_submission(data)
 
 
 def mapped(sub: OutcomeSubmission | None = None, prefix: str = "sub-001") -> list[dict[str, Any]]:
