@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from gateway import errors
-from gateway.api import admin, fhir, metadata, oauth, process_message, vcse
+from gateway.api import admin, fhir, hl7v2, metadata, oauth, process_message, vcse
 from gateway.auth.keys import TokenKeys
 from gateway.db import make_engine
-from gateway.http import BodyLimitMiddleware, TraceIdsMiddleware
+from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, TraceIdsMiddleware
 from gateway.schema import init_db
 from gateway.settings import Settings
 from gateway.state import AppState
@@ -35,9 +35,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     # The CapabilityStatement is built from exactly these routes (see api/metadata.py).
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
-    for router in (oauth.router, vcse.router, admin.router):
+    for router in (oauth.router, vcse.router, admin.router, hl7v2.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)
+    app.add_middleware(AccessLogMiddleware)
     logging.getLogger("spgw").setLevel(logging.INFO)
     return app

@@ -13,6 +13,9 @@ import click
 
 from gateway.settings import Settings
 
+DEFAULT_MLLP_PORT = 2575  # the port IANA registers for HL7 over MLLP
+DEMO_MLLP_SOURCES = "DEMOSENDER^DEMO=demo-gp"
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -43,7 +46,35 @@ def main() -> None:
     """sp-gateway: the social prescribing interoperability gateway."""
 
 
-def _serve(settings: Settings, host: str, port: int, *, demo: bool) -> None:
+def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def]
+    """Starts the MLLP listener in a background thread, sharing the HTTP route's handler; returns its port."""
+    from starlette.concurrency import run_in_threadpool
+
+    from gateway.mllp import MllpServer, run_in_thread
+    from gateway.pipeline.hl7v2 import handle_message, parse_sources, principal_for_sender
+    from mappings.v2.parse import sniff_header
+
+    sources = parse_sources(settings.mllp_allowed_sources)
+
+    async def handler(message: bytes, peer: str) -> bytes:
+        try:
+            fields, encoding = sniff_header(message)
+            sender = (fields.get(3, "").split(encoding.component)[0], fields.get(4, "").split(encoding.component)[0])
+        except Exception:  # an unreadable header: no sender, so the handler answers AR
+            sender = None
+        principal = await run_in_threadpool(principal_for_sender, engine, sources, sender)
+        return await run_in_threadpool(
+            handle_message, engine, settings, principal, message, source_ip=peer.rsplit(":", 1)[0]
+        )
+
+    try:
+        bound, _ = run_in_thread(MllpServer(handler, host, port))
+    except OSError:
+        bound, _ = run_in_thread(MllpServer(handler, host, 0))  # the preferred port is taken
+    return bound
+
+
+def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: int | None = None) -> None:
     import uvicorn
 
     from gateway.app import create_app
@@ -66,6 +97,8 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool) -> None:
 
         WorkerThread(engine, settings).start()
         click.echo("Delivery worker running in the background.")
+        bound = start_mllp(engine, settings, host, mllp_port if mllp_port is not None else DEFAULT_MLLP_PORT)
+        click.echo(f"MLLP listener on {host} port {bound} (demo sender MSH-3 DEMOSENDER, MSH-4 DEMO)")
         click.echo(f"Try:  TOKEN=$(spgw token demo-gp --url {base} --data-dir {settings.data_dir})")
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
@@ -87,11 +120,32 @@ def serve(host: str, port: int, data_dir: Path | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--mllp-port", default=None, type=int, help=f"MLLP listener port (default {2575}, or a free one)")
 @data_dir_option
-def demo(host: str, port: int, data_dir: Path | None) -> None:
-    """Run the gateway with demo organisations, client keys and sample referrals."""
+def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> None:
+    """Run the gateway with demo organisations, client keys, sample referrals, the worker and MLLP."""
     configure_logging()
-    _serve(load_settings(data_dir), host, port, demo=True)
+    os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
+    _serve(load_settings(data_dir), host, port, demo=True, mllp_port=mllp_port)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: expose deliberately")
+@click.option("--port", default=DEFAULT_MLLP_PORT, show_default=True, type=int)
+@data_dir_option
+def mllp(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the HL7 v2 MLLP listener (senders mapped by SPGW_MLLP_ALLOWED_SOURCES='APP^FAC=client_id,...')."""
+    import time
+
+    configure_logging()
+    engine, settings = _engine(data_dir)
+    bound = start_mllp(engine, settings, host, port)
+    click.echo(f"MLLP listener on {host} port {bound}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
 
 
 @main.command()
@@ -256,17 +310,26 @@ def _engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
 @main.command()
 @click.option("--once", is_flag=True, help="Deliver what is due, then exit")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls")
+@click.option(
+    "--lease",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a claimed delivery stays reserved; after a crash, another worker retakes it when this expires",
+)
 @data_dir_option
-def worker(once: bool, interval: float, data_dir: Path | None) -> None:
+def worker(once: bool, interval: float, lease: float, data_dir: Path | None) -> None:
     """Deliver packets, notices and write-backs from the outbox (retries, backoff, dead letters)."""
+    from datetime import timedelta
+
     from gateway.delivery.worker import WorkerThread, run_once
 
     configure_logging()
     engine, settings = _engine(data_dir)
     if once:
-        click.echo(f"delivered {run_once(engine, settings)}")
+        click.echo(f"delivered {run_once(engine, settings, lease=timedelta(seconds=lease))}")
         return
-    thread = WorkerThread(engine, settings, interval)
+    thread = WorkerThread(engine, settings, interval, timedelta(seconds=lease))
     click.echo("delivery worker running (Ctrl-C to stop)")
     thread.start()
     try:

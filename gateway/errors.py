@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
 from gateway.deps import app_state, make_context
-from gateway.http import outcome_response
+from gateway.http import CORRELATION_ID, REQUEST_ID, outcome_response
 from profiles.outcomes import FhirError, Issue
 
 log = logging.getLogger("spgw.errors")
@@ -97,4 +97,10 @@ def install(app: FastAPI) -> None:
         route = getattr(request.scope.get("route"), "path", "unmatched route")
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, route, exc_info=exc)
         error = FhirError(500, [Issue("exception", "The gateway hit an internal error; nothing was stored")])
-        return await on_fhir_error(request, error)
+        response = await on_fhir_error(request, error)
+        # Starlette sends this response from its outermost middleware, outside TraceIdsMiddleware: echo here.
+        for name in (REQUEST_ID, CORRELATION_ID):
+            value = request.headers.get(name, "")[:200]
+            if value:
+                response.headers[name] = value
+        return response

@@ -54,8 +54,10 @@ def backoff(attempts: int, settings: Settings, rng: Callable[[float, float], flo
     return delay / 2 + rng(0, delay / 2)
 
 
-def claim(engine: Engine, *, batch: int = 20, now: datetime | None = None) -> list[Claimed]:
-    """Returns due rows, leased to this worker for LEASE."""
+def claim(
+    engine: Engine, *, batch: int = 20, now: datetime | None = None, lease: timedelta = LEASE
+) -> list[Claimed]:
+    """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
         query = (
@@ -73,7 +75,7 @@ def claim(engine: Engine, *, batch: int = 20, now: datetime | None = None) -> li
         rows = list(session.exec(query))
         claimed = []
         for row in rows:
-            row.locked_until = now + LEASE
+            row.locked_until = now + lease
             session.add(row)
             claimed.append(
                 Claimed(row.pk or 0, row.kind, row.target, row.dedup_key, row.body, row.content_type, row.attempts)
@@ -216,12 +218,14 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
     return error is None
 
 
-def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = None) -> int:
+def run_once(
+    engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE
+) -> int:
     """Delivers every due row once; returns how many landed."""
     client = http or httpx.Client()
     try:
         landed = 0
-        while batch := claim(engine):
+        while batch := claim(engine, lease=lease):
             landed += sum(deliver_one(engine, client, item, settings) for item in batch)
             if len(batch) < 20:
                 break
@@ -234,16 +238,16 @@ def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = Non
 class WorkerThread(threading.Thread):
     """Runs the worker loop in the background (used by `spgw demo`; `spgw worker` runs it in front)."""
 
-    def __init__(self, engine: Engine, settings: Settings, interval: float = 1.0):
+    def __init__(self, engine: Engine, settings: Settings, interval: float = 1.0, lease: timedelta = LEASE):
         super().__init__(name="spgw-delivery", daemon=True)
-        self.engine, self.settings, self.interval = engine, settings, interval
+        self.engine, self.settings, self.interval, self.lease = engine, settings, interval, lease
         self.stopping = threading.Event()
 
     def run(self) -> None:
         with httpx.Client() as http:
             while not self.stopping.is_set():
                 try:
-                    run_once(self.engine, self.settings, http)
+                    run_once(self.engine, self.settings, http, lease=self.lease)
                 except Exception:
                     log.exception("delivery loop error; continuing")
                 self.stopping.wait(self.interval)

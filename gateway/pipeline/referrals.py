@@ -276,12 +276,17 @@ def _check_sender(ctx: RequestContext, message: ReferralMessage) -> None:
         )
 
 
-def accept_message(ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
-    """Returns a collection Bundle of what a referral (or cancellation) message stored or changed."""
+def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sender: bool = True) -> dict[str, Any]:
+    """Returns a collection Bundle of what a referral (or cancellation) message stored or changed.
+
+    `enforce_sender=False` is for HL7 v2, where the transport (token or MLLP allow-list) names the
+    sender and MSH-4 is the sending system's own facility id, not an ODS code.
+    """
     message, issues = read_message(bundle)
     if _errors(issues) or message is None:
         raise unprocessable(issues or [Issue("invalid", "The message could not be read as a referral")])
-    _check_sender(ctx, message)
+    if enforce_sender:
+        _check_sender(ctx, message)
     if message.kind == "cancel":
         changed = cancel_referral(ctx, message.service_request)
         return collection(ctx, changed)

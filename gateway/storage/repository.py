@@ -244,7 +244,7 @@ def _date_condition(name: str, raw: str) -> ColumnElement[bool]:
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
     try:
         start, end = _date_range(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: the interval ends past year 9999 (9999-12-31)
         raise bad_request(
             f"'{raw}' is not a FHIR date for '{name}' (use e.g. ge2026-01-01 or le2026-11-20T10:00:00Z)",
             expression=name,

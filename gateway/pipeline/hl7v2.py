@@ -1,0 +1,194 @@
+"""HL7 v2 referrals into the same pipeline as FHIR: parse and map (mappings.v2), de-duplicate on
+the sender and MSH-10, run the referral pipeline as the authenticated client, answer with an ACK.
+
+Every message gets an ACK (AA accepted; AE content error, with ERR naming segment and field;
+AR cannot be processed) and an AuditEvent, whatever happened; nothing here raises to the
+transport. The sender's identity comes from the transport: the bearer token over HTTP, the
+listener's allow-list (MSH-3^MSH-4 -> a registered client) over MLLP.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from audit import store as audit_store
+from audit.events import AuditContext, system_event
+from gateway.auth.principal import Principal, Role
+from gateway.context import RequestContext
+from gateway.db import transaction
+from gateway.models import Client, V2Message
+from gateway.pipeline import referrals
+from gateway.settings import Settings
+from mappings.v2 import V2Outcome, ack_for, process_v2
+from mappings.v2.parse import ERR_INTERNAL, V2Rejection
+from profiles.outcomes import FhirError
+
+log = logging.getLogger("spgw.hl7v2")
+ERR_UNKNOWN_SENDER = "204"  # HL7 table 0357: unknown key identifier (here: an unregistered sender)
+# HL7 table 0357 codes for what the FHIR pipeline refused: 102 data type error (the content broke a
+# profile rule), 205 duplicate key identifier (the referral identifier was already received).
+PIPELINE_ERR = {422: "102", 409: "205"}
+
+
+def parse_sources(spec: str) -> dict[str, str]:
+    """Returns {"APP^FACILITY": client_id} from 'APP^FAC=client,APP2^FAC2=client2'."""
+    sources: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        sender, _, client_id = item.partition("=")
+        if not client_id or "^" not in sender:
+            raise ValueError(f"MLLP source '{item}' is not of the form APP^FACILITY=client_id")
+        sources[sender.strip()] = client_id.strip()
+    return sources
+
+
+def principal_for_sender(engine: Engine, sources: dict[str, str], sender: tuple[str, str] | None) -> Principal | None:
+    """Returns the registered client an MLLP sender is mapped to, if it is active and may refer."""
+    if sender is None:
+        return None
+    client_id = sources.get(f"{sender[0]}^{sender[1]}")
+    if client_id is None:
+        return None
+    with Session(engine) as session:
+        client = session.get(Client, client_id)
+    if client is None or not client.active:
+        return None
+    principal = Principal(client.client_id, client.organisation_id, Role(client.role), frozenset(client.scopes.split()))
+    return principal if principal.may("ServiceRequest", "c") else None
+
+
+def _audit(engine: Engine, ctx: AuditContext, outcome: V2Outcome | None, code: str, text: str) -> None:
+    control = outcome.control_id if outcome else None
+    description = f"HL7 v2 message {control or '(no MSH-10)'} answered {code}: {text}"[:1000]
+    with transaction(engine) as session:
+        audit_store.append(
+            session,
+            system_event(
+                ctx,
+                activity="hl7v2-message",
+                outcome=0 if code == "AA" else 4,
+                description=description,
+                recorded=datetime.now(UTC),
+            ),
+        )
+
+
+def _sender_key(outcome: V2Outcome) -> str:
+    app, facility = outcome.sender or ("", "")
+    return f"{app}^{facility}"[:200]
+
+
+def handle_message(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal | None,
+    raw: bytes,
+    *,
+    source_ip: str | None = None,
+    request_id: str | None = None,
+    correlation_id: str | None = None,
+) -> bytes:
+    """Returns the ACK (ER7 bytes) for one v2 message; never raises."""
+    now = datetime.now(UTC)
+    outcome: V2Outcome | None = None
+    audit_ctx = AuditContext(source_ip=source_ip, request_id=request_id, correlation_id=correlation_id)
+    try:
+        outcome = process_v2(raw, now=now)
+        if principal is None:
+            rejection = V2Rejection(
+                "AR",
+                "MSH",
+                4,
+                "The sending application and facility are not registered with this gateway",
+                code=ERR_UNKNOWN_SENDER,
+            )
+            outcome = V2Outcome("AR", outcome.parsed, None, rejection, outcome.control_id, outcome.sender)
+        audit_ctx = AuditContext(
+            client_id=principal.client_id if principal else None,
+            organisation=principal.organisation if principal else None,
+            role=str(principal.role) if principal else None,
+            source_ip=source_ip,
+            request_id=request_id,
+            correlation_id=correlation_id,
+        )
+        if outcome.ack_code != "AA" or outcome.bundle is None or principal is None:
+            text = outcome.rejection.text if outcome.rejection else "refused"
+            _audit(engine, audit_ctx, outcome, outcome.ack_code, text)
+            return ack_for(outcome, raw, now=now).encode()
+        return _accept(engine, settings, principal, outcome, raw, now, source_ip, request_id, correlation_id)
+    except Exception as exc:  # a fault here must still answer the sender, never drop the connection
+        log.error("HL7 v2 handling failed: %s", type(exc).__name__, exc_info=exc)
+        failed = outcome or V2Outcome("AR", None, None, None, None, None)
+        internal = V2Outcome("AR", failed.parsed, None, None, failed.control_id, failed.sender)
+        try:
+            _audit(engine, audit_ctx, failed, "AR", "internal error")
+        except Exception:
+            log.exception("could not audit a failed HL7 v2 message")
+        return ack_for(internal, raw, now=now, text="The message could not be processed").encode()
+
+
+def _accept(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    outcome: V2Outcome,
+    raw: bytes,
+    now: datetime,
+    source_ip: str | None,
+    request_id: str | None,
+    correlation_id: str | None,
+) -> bytes:
+    """Runs the referral pipeline once per (sender, MSH-10); a resend gets AA again and stores nothing."""
+    assert outcome.bundle is not None and outcome.control_id is not None
+    ctx = RequestContext(
+        engine, settings, principal, request_id, correlation_id, settings.public_base_url or "", source_ip=source_ip
+    )
+    key = (_sender_key(outcome), outcome.control_id[:200])
+    for attempt in range(2):
+        try:
+            with ctx.transaction() as session:
+                if session.get(V2Message, key) is not None:
+                    ctx.audit(
+                        system_event(
+                            ctx.audit_context,
+                            activity="hl7v2-duplicate",
+                            outcome=0,
+                            description=f"HL7 v2 message {key[1]} already processed; AA repeated, nothing stored",
+                            recorded=now,
+                        )
+                    )
+                    return ack_for(outcome, raw, now=now, text="Duplicate of a message already accepted").encode()
+                stored = referrals.accept_message(ctx, outcome.bundle, enforce_sender=False)
+                sr_id = next(
+                    (e["resource"]["id"] for e in stored["entry"] if e["resource"]["resourceType"] == "ServiceRequest"),
+                    None,
+                )
+                session.add(V2Message(sender=key[0], control_id=key[1], ack_code="AA", service_request_id=sr_id))
+                ctx.audit(
+                    system_event(
+                        ctx.audit_context,
+                        activity="hl7v2-message",
+                        outcome=0,
+                        description=f"HL7 v2 message {key[1]} accepted",
+                        recorded=now,
+                        references=[f"ServiceRequest/{sr_id}"] if sr_id else (),
+                    )
+                )
+            return ack_for(outcome, raw, now=now).encode()
+        except IntegrityError:
+            if attempt:
+                raise
+        except FhirError as error:
+            first = error.issues[0] if error.issues else None
+            text = (first.diagnostics if first else str(error))[:200]
+            where = f" ({first.expression})" if first and first.expression else ""
+            code = PIPELINE_ERR.get(error.status, ERR_INTERNAL)
+            rejection = V2Rejection("AE", None, None, f"{text}{where}", code=code)
+            refused = V2Outcome("AE", outcome.parsed, None, rejection, outcome.control_id, outcome.sender)
+            _audit(engine, ctx.audit_context, refused, "AE", text)
+            return ack_for(refused, raw, now=now).encode()
+    raise AssertionError("unreachable")
