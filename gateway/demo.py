@@ -15,7 +15,8 @@ from gateway.auth.principal import ROLE_SCOPES, Principal, Role
 from gateway.context import RequestContext
 from gateway.models import Client, Referral
 from gateway.organisations import upsert_organisation
-from gateway.pipeline import referrals
+from gateway.pipeline import consents as consent_flow
+from gateway.pipeline import referrals, workflow
 from gateway.settings import Settings
 from profiles import systems
 
@@ -47,6 +48,7 @@ SAMPLE_REFERRALS = (
     ("9990001006", "Ada", "8VC01"),
     ("9990001014", "Bram", "8VC02"),
 )
+TWO_HOST_PATIENT = ("9990001022", "Cleo")
 
 
 def key_path(settings: Settings, client_id: str) -> Path:
@@ -79,22 +81,57 @@ def seed_directory(engine: Engine, settings: Settings) -> None:
         session.commit()
 
 
+def _context(engine: Engine, settings: Settings, demo: DemoClient) -> RequestContext:
+    principal = Principal(demo.client_id, demo.organisation, demo.role, frozenset(ROLE_SCOPES[demo.role]))
+    return RequestContext(engine, settings, principal, None, None, "http://demo.invalid")
+
+
 def _seed_referrals(engine: Engine, settings: Settings) -> None:
     gp = DEMO_CLIENTS[0]
-    principal = Principal(gp.client_id, gp.organisation, gp.role, frozenset(ROLE_SCOPES[gp.role]))
-    ctx = RequestContext(engine, settings, principal, None, None, "http://demo.invalid")
-    for nhs, given, host in SAMPLE_REFERRALS:
-        with ctx.transaction() as session:
-            if session.exec(select(Referral).where(Referral.patient_nhs == nhs)).first() is not None:
-                continue
-            bundle = sample_message(nhs, given, host, gp.organisation)
-            referrals.accept_message(ctx, bundle)
+    ctx = _context(engine, settings, gp)
+    with ctx.transaction() as session:
+        if session.exec(select(Referral).where(Referral.tenant == gp.organisation)).first() is not None:
+            return  # seeded before
+        for index, (nhs, given, host) in enumerate(SAMPLE_REFERRALS):
+            referrals.accept_message(ctx, sample_message(nhs, given, [host], gp.organisation, f"DEMO-{index}"))
+    _seed_two_hosts_then_withdrawal(engine, settings)
 
 
-def sample_message(nhs: str, given: str, host: str, gp_ods: str) -> dict:
-    """Returns a BaRS-style social prescribing referral message with consent to share with `host`."""
+def _seed_two_hosts_then_withdrawal(engine: Engine, settings: Settings) -> None:
+    """A demo patient referred to both hosts, who both read their packets, and who then withdrew
+    consent from the second: the IG disclosure report for them shows all three facts."""
+    nhs, given = TWO_HOST_PATIENT
+    gp_client = DEMO_CLIENTS[0]
+    gp = _context(engine, settings, gp_client)
+    hosts = [h.organisation for h in DEMO_CLIENTS if h.role is Role.VCSE]
+    with gp.transaction():
+        for index, host in enumerate(hosts):
+            message = sample_message(
+                nhs, given, hosts if index == 0 else [], gp_client.organisation, f"DEMO-TWO-{index}", performer=host
+            )
+            referrals.accept_message(gp, message)
+    for host_client in (h for h in DEMO_CLIENTS if h.role is Role.VCSE):
+        vcse = _context(engine, settings, host_client)
+        with vcse.transaction():
+            workflow.list_packets(vcse, None)
+    with gp.transaction():
+        consent_flow.create(gp, withdrawal(nhs, hosts[1], "2026-11-21T09:00:00+00:00"))
+
+
+def withdrawal(nhs: str, host: str, when: str) -> dict:
+    """Returns a Consent by which the patient withdraws sharing with `host` (provision.type deny)."""
+    consent = _consent({"system": systems.NHS_NUMBER, "value": nhs}, [host], when)
+    consent["provision"]["type"] = "deny"
+    return consent
+
+
+def sample_message(
+    nhs: str, given: str, consent_to: list[str], gp_ods: str, identifier: str, performer: str | None = None
+) -> dict:
+    """Returns a BaRS-style social prescribing referral message with consent to share with `consent_to`."""
+    host = performer or consent_to[0]
     ref = {"system": systems.NHS_NUMBER, "value": nhs}
-    return {
+    message = {
         "resourceType": "Bundle",
         "type": "message",
         "entry": [
@@ -113,7 +150,7 @@ def sample_message(nhs: str, given: str, host: str, gp_ods: str) -> dict:
                 "fullUrl": "urn:uuid:sr",
                 "resource": {
                     "resourceType": "ServiceRequest",
-                    "identifier": [{"system": "https://riverside.example.nhs.uk/referrals", "value": f"DEMO-{nhs}"}],
+                    "identifier": [{"system": "https://riverside.example.nhs.uk/referrals", "value": identifier}],
                     "status": "active",
                     "intent": "plan",
                     "code": {
@@ -141,28 +178,35 @@ def sample_message(nhs: str, given: str, host: str, gp_ods: str) -> dict:
                     "telecom": [{"system": "phone", "value": "07700900000", "use": "mobile"}],
                 },
             },
-            {
-                "fullUrl": "urn:uuid:cn",
-                "resource": {
-                    "resourceType": "Consent",
-                    "status": "active",
-                    "scope": {"coding": [{"system": systems.CONSENT_SCOPE, "code": "patient-privacy"}]},
-                    "category": [{"coding": [{"system": systems.LOINC, "code": "59284-0"}]}],
-                    "patient": {"reference": "urn:uuid:pt", "identifier": ref},
-                    "dateTime": "2026-11-20T10:00:00+00:00",
-                    "policyRule": {"coding": [{"system": systems.V3_ACT_CODE, "code": "OPTIN"}]},
-                    "provision": {
-                        "type": "permit",
-                        "purpose": [{"system": systems.V3_ACT_REASON, "code": "TREAT"}],
-                        "action": [{"coding": [{"system": systems.CONSENT_ACTION, "code": "disclose"}]}],
-                        "actor": [
-                            {
-                                "role": {"coding": [{"system": systems.V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
-                                "reference": {"identifier": {"system": systems.ODS_CODE, "value": host}},
-                            }
-                        ],
-                    },
-                },
-            },
         ],
+    }
+    if consent_to:
+        consent = _consent(ref, consent_to, "2026-11-20T10:00:00+00:00")
+        consent["patient"]["reference"] = "urn:uuid:pt"
+        message["entry"].append({"fullUrl": "urn:uuid:cn", "resource": consent})
+    return message
+
+
+def _consent(patient: dict, recipients: list[str], when: str) -> dict:
+    """Returns an R4 opt-in Consent to share the referral with the named organisations (DESIGN.md)."""
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": systems.CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": systems.LOINC, "code": "59284-0"}]}],
+        "patient": {"identifier": patient},
+        "dateTime": when,
+        "policyRule": {"coding": [{"system": systems.V3_ACT_CODE, "code": "OPTIN"}]},
+        "provision": {
+            "type": "permit",
+            "purpose": [{"system": systems.V3_ACT_REASON, "code": "TREAT"}],
+            "action": [{"coding": [{"system": systems.CONSENT_ACTION, "code": "disclose"}]}],
+            "actor": [
+                {
+                    "role": {"coding": [{"system": systems.V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
+                    "reference": {"identifier": {"system": systems.ODS_CODE, "value": org}},
+                }
+                for org in recipients
+            ],
+        },
     }
