@@ -41,14 +41,14 @@ def process_v2(raw: bytes, *, now: datetime) -> V2Outcome:
         parsed = parse_message(raw)
     except V2Rejection as rejection:
         return _refused(rejection, None, raw)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must become an AR, not a dropped connection
+    except Exception as exc:  # a parser bug must become an AR, never a dropped connection
         log.error("HL7 v2 parser failed unexpectedly: %s", type(exc).__name__)
         return _refused(_internal(), None, raw)
     try:
         bundle = ref_to_bundle(parsed, received_at=now)
     except V2Rejection as rejection:
         return _refused(rejection, parsed, raw)
-    except Exception as exc:  # noqa: BLE001 - as above, for the mapping
+    except Exception as exc:  # likewise for a mapping bug
         log.error("HL7 v2 to FHIR mapping failed unexpectedly: %s", type(exc).__name__)
         return _refused(_internal(), parsed, raw)
     return V2Outcome("AA", parsed, bundle, None, parsed.control_id,
@@ -68,12 +68,8 @@ def _refused(rejection: V2Rejection, parsed: ParsedV2 | None, raw: bytes) -> V2O
     if parsed is not None:
         return V2Outcome(rejection.ack_code, parsed, None, rejection, parsed.control_id,
                          (parsed.sending_application, parsed.sending_facility))
-    try:
-        fields, encoding = sniff_header(raw)
-    except Exception as exc:  # noqa: BLE001 - best effort only
-        log.error("HL7 v2 header sniffing failed: %s", type(exc).__name__)
-        fields, encoding = {}, None
-    if not fields or encoding is None:
+    fields, encoding = sniff_header(raw)
+    if not fields:
         return V2Outcome(rejection.ack_code, None, None, rejection, None, None)
     control_id = unescape(fields.get(10, ""), encoding) or None
     first = [unescape(fields.get(n, "").split(encoding.component)[0], encoding) for n in (3, 4)]

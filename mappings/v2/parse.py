@@ -132,10 +132,8 @@ class V2Segment:
     def get(self, number: int) -> list[V2Value]:
         """Returns the non-empty repetitions of field `number`."""
         raw = self.fields[number] if number < len(self.fields) else ""
-        if self.name == "MSH" and number in (1, 2):
-            reps = [raw]  # MSH-1 and MSH-2 hold the delimiters themselves
-        else:
-            reps = raw.split(self.encoding.repetition)
+        # MSH-1 and MSH-2 hold the delimiters themselves, so they are never split.
+        reps = [raw] if self.name == "MSH" and number in (1, 2) else raw.split(self.encoding.repetition)
         return [value for value in (V2Value(r, self.encoding) for r in reps) if value]
 
     def first(self, number: int) -> V2Value:
