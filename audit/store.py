@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, select
+from sqlalchemy import Column, Text, insert, update
 from sqlmodel import Field, Session, SQLModel
 
 from audit.canonical import canonical_json
@@ -81,21 +81,32 @@ def ensure_head(session: Session) -> None:
 
 
 def append(session: Session, event: dict[str, Any]) -> int:
-    """Appends one AuditEvent in the caller's transaction; returns its sequence number."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()  # type: ignore[call-overload]
-    if head is None:
+    """Appends one AuditEvent in the caller's transaction; returns its sequence number.
+
+    `UPDATE audit_head SET size = size + 1 ... RETURNING size` takes the head row's lock until the
+    caller's transaction ends, so concurrent writers queue for one number each; a rollback undoes
+    both the increment and the entry, so the sequence stays gap-free.
+    """
+    size = session.execute(_TAKE_NUMBER).scalar_one_or_none()
+    if size is None:
         ensure_head(session)
-        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()  # type: ignore[call-overload]
-    head = head[0] if not isinstance(head, AuditHead) else head
-    seq = head.size
+        size = session.execute(_TAKE_NUMBER).scalar_one()
+    seq = size - 1
     event = dict(event, id=str(seq))
     content = canonical_json(event)
-    session.add(
-        AuditEntry(
-            seq=seq, leaf_hash=leaf_hash(content).hex(), content=content.decode(), **index_columns(event)
-        )
+    session.execute(
+        _INSERT_ENTRY,
+        {
+            "seq": seq,
+            "leaf_hash": leaf_hash(content).hex(),
+            "content": content.decode(),
+            "archived_in": None,
+            **index_columns(event),
+        },
     )
-    head.size = seq + 1
-    session.add(head)
-    session.flush()
     return seq
+
+
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_TAKE_NUMBER = update(_HEAD).where(_HEAD.c.id == 1).values(size=_HEAD.c.size + 1).returning(_HEAD.c.size)
+_INSERT_ENTRY = insert(AuditEntry.__table__)  # type: ignore[attr-defined]

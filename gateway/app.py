@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from gateway import errors
-from gateway.api import admin, fhir, hl7v2, metadata, oauth, process_message, vcse
+from gateway.api import admin, audit_events, fhir, hl7v2, ig, metadata, oauth, process_message, vcse
 from gateway.auth.keys import TokenKeys
 from gateway.db import make_engine
 from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, TraceIdsMiddleware
@@ -30,12 +30,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.spgw = AppState(settings=settings, engine=engine, token_keys=TokenKeys(settings.keys_dir))
     errors.install(app)
-    fhir_routers = (metadata.router, process_message.router, fhir.router)
+    fhir_routers = (metadata.router, process_message.router, fhir.router, audit_events.router)
     for router in fhir_routers:
         app.include_router(router)
     # The CapabilityStatement is built from exactly these routes (see api/metadata.py).
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
-    for router in (oauth.router, vcse.router, admin.router, hl7v2.router):
+    for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)

@@ -37,8 +37,23 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class TraceOnlyFormatter(logging.Formatter):
+    """Formats a logged exception as its types and frames, never its message: messages can quote request
+    content, and uvicorn logs every unhandled exception again after the gateway has answered 500."""
+
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+        from gateway.errors import trace_without_messages
+
+        return trace_without_messages(ei[1]) if ei[1] is not None else ""
+
+
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(TraceOnlyFormatter(LOG_FORMAT))
 
 
 @click.group()
@@ -286,6 +301,25 @@ def clients_rotate(client_id: str, out: Path, retire_old: bool, data_dir: Path |
     click.echo(f"new key {kid} for {client_id} written to {out}")
 
 
+@main.group()
+def keys() -> None:
+    """The gateway's own token-signing keys (under <data folder>/keys)."""
+
+
+@keys.command("rotate")
+@data_dir_option
+def keys_rotate(data_dir: Path | None) -> None:
+    """Add a new token-signing key; the previous key stays in the JWKS so tokens it signed stay valid.
+
+    A running gateway loads its keys at start: restart every worker to sign with the new key."""
+    from gateway.auth.keys import TokenKeys
+
+    ring = TokenKeys(load_settings(data_dir).keys_dir)
+    kid = ring.rotate()
+    kept = [key.kid for key in ring.keyset.keys]
+    click.echo(f"new token-signing key {kid}; the ring is now {', '.join(kept)} (restart the gateway to use it)")
+
+
 def _session(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from sqlmodel import Session
 
@@ -372,3 +406,44 @@ def outbox_retry(ids: tuple[int, ...], data_dir: Path | None) -> None:
 
     engine, _ = _engine(data_dir)
     click.echo(f"requeued {retry(engine, list(ids) or None)}")
+
+
+from gateway.cli_audit import audit  # noqa: E402  (the audit group needs the helpers above)
+
+main.add_command(audit)
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "client_id", required=True, help="The referrer client the referrals come from")
+@click.option("--batch", "batch_size", default=200, show_default=True, help="Referrals per transaction")
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write refused lines (line number + OperationOutcome) as NDJSON here",
+)
+@data_dir_option
+def import_referrals(
+    path: Path, client_id: str, batch_size: int, errors_path: Path | None, data_dir: Path | None
+) -> None:
+    """Back-load referrals from NDJSON (one message Bundle or ServiceRequest a line), with a progress bar."""
+    import time
+
+    from gateway.bulk import import_ndjson, write_errors
+    from gateway.pipeline.hl7v2 import principal_for_client
+
+    engine, settings = _engine(data_dir)
+    principal = principal_for_client(engine, client_id)
+    if principal is None or not principal.may("ServiceRequest", "c"):
+        raise click.ClickException(f"{client_id} is not an active client that may create referrals")
+    started = time.perf_counter()
+    report = import_ndjson(engine, settings, principal, path, batch_size=batch_size)
+    elapsed = time.perf_counter() - started
+    if errors_path is not None:
+        write_errors(report, errors_path)
+    rate = report.stored / elapsed if elapsed else 0.0
+    click.echo(f"stored {report.stored}, refused {report.refused} in {elapsed:.1f} s ({rate:.0f} referrals/s)")
+    if report.refused and errors_path is None:
+        click.echo("refused lines: run again with --errors FILE to see why", err=True)

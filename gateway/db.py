@@ -7,6 +7,7 @@ transaction later tries to write (the SQLite documentation's advice for WAL writ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,16 +17,33 @@ from sqlmodel import Session
 from gateway.settings import Settings
 
 
+class _NoResultRows(logging.Filter):
+    """Drops SQLAlchemy's DEBUG "Row (...)" records: result rows hold resource JSON and NHS numbers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.DEBUG and str(record.msg).startswith("Row "))
+
+
 def make_engine(settings: Settings) -> Engine:
+    # No patient identifiers in logs, even when an operator turns SQL logging on (root at INFO/DEBUG):
+    # bound parameters are hidden from log lines and exception messages, result rows are dropped.
+    sql_log = logging.getLogger("sqlalchemy.engine.Engine")
+    if not any(isinstance(f, _NoResultRows) for f in sql_log.filters):
+        sql_log.addFilter(_NoResultRows())
     url = settings.db_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
     # Timestamps are UTC throughout; pin the session zone so PostgreSQL never converts them.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"options": "-c timezone=UTC"}
+        url,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"options": "-c timezone=UTC"},
     )
 
 

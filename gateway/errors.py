@@ -8,6 +8,7 @@ never request content).
 from __future__ import annotations
 
 import logging
+import traceback
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,20 @@ STATUS_ISSUE_CODE = {
     401: "login",
     403: "forbidden",
 }
+
+
+def trace_without_messages(exc: BaseException) -> str:
+    """Returns the traceback of `exc` and the exceptions it chains, naming each exception's type only:
+    a message can quote request content (an NHS number, a token), and logs must never hold that."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"{type(current).__module__}.{type(current).__qualname__} (message withheld)\n{frames}")
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
 
 
 def audit_failure(request: Request, error: FhirError) -> None:
@@ -60,9 +75,9 @@ def audit_failure(request: Request, error: FhirError) -> None:
     try:
         with ctx.transaction():
             ctx.audit(event)
-    except Exception:
+    except Exception as exc:
         # The refusal still reaches the caller; the operator sees that auditing it failed.
-        log.exception("could not write the AuditEvent for a refused request")
+        log.error("could not write the AuditEvent for a refused request\n%s", trace_without_messages(exc))
 
 
 def install(app: FastAPI) -> None:
@@ -95,7 +110,7 @@ def install(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
         # The route template, never the concrete path: paths can carry identifiers (/ig/v1/patients/{nhs}).
         route = getattr(request.scope.get("route"), "path", "unmatched route")
-        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, route, exc_info=exc)
+        log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, route, trace_without_messages(exc))
         error = FhirError(500, [Issue("exception", "The gateway hit an internal error; nothing was stored")])
         response = await on_fhir_error(request, error)
         # Starlette sends this response from its outermost middleware, outside TraceIdsMiddleware: echo here.

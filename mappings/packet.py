@@ -138,6 +138,26 @@ def build_packet(
     return Packet(body=body, fields=disclosed)
 
 
+def restrict(body: dict[str, Any], *, categories: Collection[str], allowed_fields: Collection[str]) -> Packet:
+    """Returns a built packet narrowed to what may go now: content fields whose category the current
+    consent decision permits and that the current agreement allows (the envelope always stays).
+
+    A packet is built when the referral is offered; consent or the agreement may narrow before it is
+    read or sent, and IG rule 1 asks for permission "at that moment", per data category.
+    """
+    cats, allowed = frozenset(categories), frozenset(allowed_fields)
+    out = {k: v for k, v in body.items() if k not in _CONTENT_GROUPS}
+    kept: list[str] = []
+    for spec in FIELDS:
+        group, name = spec.path.split(".")
+        value = (body.get(group) or {}).get(name)
+        if value is None or spec.path not in allowed or spec.category.value not in cats:
+            continue
+        out.setdefault(group, {})[name] = value
+        kept.append(spec.path)
+    return Packet(body=out, fields=kept)
+
+
 def notice_packet(
     kind: Literal["recall", "cease"],
     *,
@@ -373,6 +393,7 @@ FIELD_CATEGORY: dict[str, str] = {spec.path: spec.category.value for spec in FIE
 # DESIGN.md IG rule 2: no NHS number, diagnosis, medication or full address unless agreed;
 # the referrer's free-text note is left out too, because a GP note can carry clinical detail.
 DEFAULT_ALLOWED_FIELDS: frozenset[str] = frozenset(spec.path for spec in FIELDS if spec.default)
+_CONTENT_GROUPS = frozenset(spec.path.split(".")[0] for spec in FIELDS)
 
 
 # --- small readers over FHIR JSON ---

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 
+from audit import search as audit_search
 from audit.events import rest_event
 from gateway.context import RequestContext
 from gateway.deps import public
@@ -20,7 +21,6 @@ router = APIRouter(prefix="/fhir")
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 OPERATION_DEFINITIONS = {
     "process-message": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
-    "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 }
 
 
@@ -28,16 +28,23 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
     """Returns an R4 CapabilityStatement for the FHIR routes given (pure: the app passes its routes)."""
     interactions: dict[str, set[str]] = defaultdict(set)
     operations: list[str] = []
+    type_operations: dict[str, set[str]] = defaultdict(set)
     for route in routes:
         if not isinstance(route, APIRoute) or not route.path.startswith("/fhir/") or "." not in (route.name or ""):
             continue
         owner, _, interaction = route.name.partition(".")
         if owner == "operation":
-            operations.append(interaction)
+            # /fhir/$op is a system operation (rest.operation); /fhir/<Type>/.../$op belongs to its
+            # resource (rest.resource.operation), R4 CapabilityStatement.
+            on_type = route.path.split("/")[2]
+            if on_type.startswith("$"):
+                operations.append(interaction)
+            else:
+                type_operations[on_type].add(interaction)
         elif owner[:1].isupper():
             interactions[owner].add(interaction)
     resources = []
-    for rtype in sorted(interactions):
+    for rtype in sorted(set(interactions) | set(type_operations)):
         entry: dict[str, Any] = {
             "type": rtype,
             "interaction": [{"code": code} for code in sorted(interactions[rtype])],
@@ -56,6 +63,11 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
                     "documentation": p.documentation,
                 }
                 for p in params.values()
+            ]
+        if type_operations[rtype]:
+            entry["operation"] = [
+                {"name": name, "definition": f"{base_url}/fhir/OperationDefinition/{rtype}-{name}"}
+                for name in sorted(type_operations[rtype])
             ]
         resources.append(entry)
     return {
@@ -110,7 +122,9 @@ def metadata(request: Request, ctx: RequestContext = Depends(public("CapabilityS
     from gateway.api.fhir_common import check_format
 
     check_format(request)
-    body = capability_statement(request.app.state.fhir_routes, ctx.base_url, SEARCH_PARAMS)
+    # AuditEvent's parameters are data in audit/search.py, the others in gateway/storage/searchparams.py.
+    params = {**SEARCH_PARAMS, "AuditEvent": audit_search.SEARCH_PARAMS}
+    body = capability_statement(request.app.state.fhir_routes, ctx.base_url, params)
     with ctx.transaction():
         ctx.audit(
             rest_event(

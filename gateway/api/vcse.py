@@ -28,6 +28,13 @@ class StatusUpdate(BaseModel):
     reason: str | None = Field(default=None, max_length=500, description="Why (required when declined)")
 
 
+def _audit(ctx: RequestContext, activity: str, description: str) -> None:
+    """The call itself, beside any disclosure events it caused (a list of nothing is still a call)."""
+    ctx.audit(
+        system_event(ctx.audit_context, activity=activity, outcome=0, description=description, recorded=ctx.now())
+    )
+
+
 @router.get("/referrals", name="vcse.list-referrals")
 def list_referrals(
     status: str | None = None, ctx: RequestContext = Depends(requires("Task", "s", "vcse-list-referrals"))
@@ -35,6 +42,7 @@ def list_referrals(
     """The referral packets addressed to the caller (each read is audited as a disclosure)."""
     with ctx.transaction():
         items = workflow.list_packets(ctx, status)
+        _audit(ctx, "vcse-list-referrals", f"{len(items)} referral packets listed")
     return JsonResponse({"referrals": items, "count": len(items)})
 
 
@@ -43,7 +51,9 @@ def read_referral(
     referral_id: str, ctx: RequestContext = Depends(requires("Task", "r", "vcse-read-referral"))
 ) -> JsonResponse:
     with ctx.transaction():
-        return JsonResponse(workflow.read_packet(ctx, referral_id))
+        packet = workflow.read_packet(ctx, referral_id)
+        _audit(ctx, "vcse-read-referral", f"referral {referral_id} read ({packet.get('status')})")
+    return JsonResponse(packet)
 
 
 @router.post("/referrals/{referral_id}/status", name="vcse.set-status")
@@ -58,7 +68,7 @@ def set_status(
 def submit_outcomes(
     referral_id: str,
     body: dict[str, Any] = Depends(json_body),
-    ctx: RequestContext = Depends(requires("Observation", "c", "vcse-submit-outcomes")),
+    ctx: RequestContext = Depends(requires("Observation", "c", "create")),
 ) -> JsonResponse:
     """Wellbeing scores, activities and closing summary; a retried submission_id creates nothing new."""
     with ctx.transaction():
@@ -70,7 +80,9 @@ def submit_outcomes(
 def list_notices(ctx: RequestContext = Depends(requires("Task", "r", "vcse-list-notices"))) -> JsonResponse:
     """Recall notices (the GP cancelled) and cease notices (consent withdrawn) for the caller."""
     with ctx.transaction():
-        return JsonResponse({"notices": workflow.list_notices(ctx)})
+        notices = workflow.list_notices(ctx)
+        _audit(ctx, "vcse-list-notices", f"{len(notices)} notices listed")
+    return JsonResponse({"notices": notices})
 
 
 @router.get("/schema/referral-packet", name="vcse.packet-schema")

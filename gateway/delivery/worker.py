@@ -15,10 +15,11 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, select
 
@@ -30,6 +31,7 @@ from gateway.delivery.signing import signed_headers
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
+from mappings.packet import restrict
 
 log = logging.getLogger("spgw.worker")
 LEASE = timedelta(seconds=60)
@@ -54,9 +56,7 @@ def backoff(attempts: int, settings: Settings, rng: Callable[[float, float], flo
     return delay / 2 + rng(0, delay / 2)
 
 
-def claim(
-    engine: Engine, *, batch: int = 20, now: datetime | None = None, lease: timedelta = LEASE
-) -> list[Claimed]:
+def claim(engine: Engine, *, batch: int = 20, now: datetime | None = None, lease: timedelta = LEASE) -> list[Claimed]:
     """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
@@ -160,18 +160,26 @@ def _record_failure(
     session.add(row)
 
 
-def _withdrawn(session: Session, item: Claimed, now: datetime) -> str | None:
-    """Returns why a referral packet may no longer go (recalled, ceased, consent ended), or None."""
+def _withdrawn(session: Session, item: Claimed, org: Organisation | None, now: datetime) -> tuple[str | None, Claimed]:
+    """Returns why a referral packet may no longer go (recalled, ceased, consent ended), or None, and
+    the message narrowed to the fields consent and the agreement still allow (they may have narrowed
+    since the packet was queued: IG rule 1 asks for permission per data category at the moment it leaves)."""
     if item.kind != "referral":
-        return None
+        return None, item
     packet = session.get(Packet, item.dedup_key)
     referral = session.get(Referral, packet.referral_id) if packet else None
     if packet is None or referral is None:
-        return "the packet no longer exists"
+        return "the packet no longer exists", item
     if packet.status in ("recalled", "ceased"):
-        return f"the packet was {packet.status}"
+        return f"the packet was {packet.status}", item
     decision = dispatch.current_decision(session, referral, packet.recipient, now)
-    return None if decision.permit else f"consent no longer permits it: {decision.reason}"
+    if not decision.permit:
+        return f"consent no longer permits it: {decision.reason}", item
+    body = orjson.loads(item.body)
+    narrowed = restrict(body, categories=decision.categories, allowed_fields=org.allowed_fields if org else ())
+    if narrowed.body == body:
+        return None, item
+    return None, replace(item, body=orjson.dumps(narrowed.body).decode())
 
 
 def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Settings) -> bool:
@@ -182,7 +190,7 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
     """
     with Session(engine) as session:
         org = session.get(Organisation, item.target)
-        why_not = _withdrawn(session, item, datetime.now(UTC))
+        why_not, item = _withdrawn(session, item, org, datetime.now(UTC))
     if why_not is not None:
         with transaction(engine) as session:
             row = session.get(OutboxMessage, item.pk)
@@ -218,9 +226,7 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
     return error is None
 
 
-def run_once(
-    engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE
-) -> int:
+def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE) -> int:
     """Delivers every due row once; returns how many landed."""
     client = http or httpx.Client()
     try:

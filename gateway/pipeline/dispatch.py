@@ -8,6 +8,7 @@ them in order and records each step in the audit, all in the caller's transactio
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -101,39 +102,39 @@ def decide_for(ctx: RequestContext, referral: Referral, recipient: str) -> Decis
     return decision
 
 
-def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
-    """Offers the referral to its addressed host if consent permits; returns the updated Task (or None)."""
+@dataclass(frozen=True)
+class TaskState:
+    """Where an offer leaves the referral's Task (FHIR Task.status, statusReason, businessStatus)."""
+
+    status: str
+    reason: str | None = None
+    business_status: str | None = None
+
+
+def place(ctx: RequestContext, referral: Referral, service_request: dict[str, Any] | None = None) -> TaskState | None:
+    """Offers the referral to its addressed host if consent permits (packet + outbox row);
+    returns the Task state that results, or None when a packet was made before.
+
+    `service_request` is given for a referral being stored right now (it has no packet yet).
+    """
     assert ctx.session is not None
     recipient = referral.recipient
     if not recipient:
-        return update_task(ctx, referral, business_status="awaiting a recipient: ServiceRequest.performer is empty")
+        return TaskState("requested", business_status="awaiting a recipient: ServiceRequest.performer is empty")
     org = ctx.session.get(Organisation, recipient)
     if org is None or org.kind != "vcse" or not org.active:
-        return update_task(
-            ctx,
-            referral,
-            status="on-hold",
-            reason=f"{recipient} is not a registered, active VCSE host on this gateway",
-        )
-    existing = ctx.session.exec(
-        select(Packet).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
-    ).first()
-    if existing is not None:
+        return TaskState("on-hold", reason=f"{recipient} is not a registered, active VCSE host on this gateway")
+    if service_request is None and ctx.session.exec(
+        select(Packet.packet_id).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
+    ).first():
         return None
     decision = decide_for(ctx, referral, recipient)
     if not decision.permit:
-        return update_task(
-            ctx,
-            referral,
-            status="on-hold",
-            reason=f"Not sent to {recipient}: {decision.reason}",
-            business_status="awaiting consent",
-        )
+        return TaskState("on-hold", f"Not sent to {recipient}: {decision.reason}", "awaiting consent")
     repo = ctx.repo(as_gateway=True)
-    service_request = repo.read("ServiceRequest", referral.service_request_id).resource
     packet_id = new_packet_id()
     built = build_packet(
-        referral=service_request,
+        referral=service_request or repo.read("ServiceRequest", referral.service_request_id).resource,
         patient=referral.extras.get("patient") or repo.read("Patient", referral.patient_id).resource,
         extras=referral.extras,
         decision=decision,
@@ -156,7 +157,15 @@ def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
         )
     )
     _enqueue(ctx, org, "referral", built.body, packet_id)
-    return update_task(ctx, referral, status="requested", business_status=f"offered to {recipient}")
+    return TaskState("requested", business_status=f"offered to {recipient}")
+
+
+def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
+    """Offers an already stored referral again (e.g. after new consent); returns the updated Task, if any."""
+    state = place(ctx, referral)
+    if state is None:
+        return None
+    return update_task(ctx, referral, status=state.status, reason=state.reason, business_status=state.business_status)
 
 
 def _org_name(ctx: RequestContext, org_id: str) -> str | None:

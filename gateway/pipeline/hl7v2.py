@@ -46,19 +46,20 @@ def parse_sources(spec: str) -> dict[str, str]:
     return sources
 
 
-def principal_for_sender(engine: Engine, sources: dict[str, str], sender: tuple[str, str] | None) -> Principal | None:
-    """Returns the registered client an MLLP sender is mapped to, if it is active and may refer."""
-    if sender is None:
-        return None
-    client_id = sources.get(f"{sender[0]}^{sender[1]}")
-    if client_id is None:
-        return None
+def principal_for_client(engine: Engine, client_id: str) -> Principal | None:
+    """Returns the Principal of an active registered client (with its registered scopes), or None."""
     with Session(engine) as session:
         client = session.get(Client, client_id)
     if client is None or not client.active:
         return None
-    principal = Principal(client.client_id, client.organisation_id, Role(client.role), frozenset(client.scopes.split()))
-    return principal if principal.may("ServiceRequest", "c") else None
+    return Principal(client.client_id, client.organisation_id, Role(client.role), frozenset(client.scopes.split()))
+
+
+def principal_for_sender(engine: Engine, sources: dict[str, str], sender: tuple[str, str] | None) -> Principal | None:
+    """Returns the registered client an MLLP sender is mapped to, if it is active and may refer."""
+    client_id = sources.get(f"{sender[0]}^{sender[1]}") if sender else None
+    principal = principal_for_client(engine, client_id) if client_id else None
+    return principal if principal and principal.may("ServiceRequest", "c") else None
 
 
 def _audit(engine: Engine, ctx: AuditContext, outcome: V2Outcome | None, code: str, text: str) -> None:

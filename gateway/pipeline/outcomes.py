@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -76,7 +77,7 @@ def submit(ctx: RequestContext, referral_id: str, data: dict[str, Any]) -> tuple
             obs,
             tenant=referral.tenant,
             patient_nhs=referral.patient_nhs,
-            date=parse_instant(obs.get("effectiveDateTime")),
+            date=_effective(obs),
             resource_id=obs["id"],
         )
     record = OutcomeRecord(
@@ -103,6 +104,12 @@ def submit(ctx: RequestContext, referral_id: str, data: dict[str, Any]) -> tuple
         )
     )
     return 201, _answer(record, changes)
+
+
+def _effective(obs: dict[str, Any]) -> datetime | None:
+    """Returns the instant the Observation `date` search parameter indexes: effectiveDateTime, or for a
+    derived change (effectivePeriod, baseline to final) the end of the period, when the change was known."""
+    return parse_instant(obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("end"))
 
 
 def _references(ctx: RequestContext, referral: Referral) -> tuple[dict[str, Any], str, dict[str, Any]]:
@@ -144,6 +151,18 @@ def _distance(
     patient_ref, sr_ref, performer = _references(ctx, referral)
     base_prefix = _prefix(referral.referral_id, baseline.submission_id)
     final_prefix = _prefix(referral.referral_id, sub.submission_id)
+    if sub.recorded_at < baseline.recorded_at:
+        raise FhirError(
+            422,
+            [
+                Issue(
+                    "business-rule",
+                    f"recorded_at is earlier than the baseline submission {baseline.submission_id} "
+                    f"({baseline.recorded_at.isoformat()}); a {sub.stage} assessment comes after the baseline",
+                    "recorded_at",
+                )
+            ],
+        )
     answer = []
     for change in distance_travelled(baseline, sub):
         observations.append(

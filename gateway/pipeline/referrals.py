@@ -7,6 +7,7 @@ transaction, so a referral is stored whole or not at all.
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -210,17 +211,10 @@ def store_referral(
     for consent in consents:
         store_consent(ctx, _consent_actors_resolved(consent, bundle_index), nhs=nhs, patient_ref=patient_ref)
     referral_id = new_referral_id()
-    task = repo.create(
-        _task_for(stored_sr, patient_ref, tenant, recipient, referral_id),
-        tenant=tenant,
-        audience=recipient,
-        patient_nhs=nhs,
-        date=ctx.now(),
-    )
     referral = Referral(
         referral_id=referral_id,
         service_request_id=stored_sr.resource["id"],
-        task_id=task.resource["id"],
+        task_id=str(uuid.uuid4()),
         tenant=tenant,
         patient_id=patient.resource["id"],
         patient_nhs=nhs,
@@ -241,7 +235,18 @@ def store_referral(
             recorded=ctx.now(),
         )
     )
-    task = dispatch.offer(ctx, referral) or task
+    # The consent decision and packet come first, so the Task is written once, in its final state.
+    state = dispatch.place(ctx, referral, stored_sr.resource)
+    task_body = _task_for(stored_sr, patient_ref, tenant, recipient, referral_id)
+    if state is not None:
+        task_body["status"] = state.status
+        if state.reason:
+            task_body["statusReason"] = {"text": state.reason}
+        if state.business_status:
+            task_body["businessStatus"] = {"text": state.business_status}
+    task = repo.create(
+        task_body, tenant=tenant, audience=recipient, patient_nhs=nhs, date=ctx.now(), resource_id=referral.task_id
+    )
     return stored_sr, patient, task, referral
 
 

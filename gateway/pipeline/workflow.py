@@ -10,8 +10,9 @@ from sqlmodel import select
 
 from audit.events import disclosure_event, rest_event
 from gateway.context import RequestContext
-from gateway.models import Packet, Referral
+from gateway.models import Organisation, Packet, Referral
 from gateway.pipeline import dispatch
+from mappings.packet import restrict
 from profiles.outcomes import FhirError, Issue, not_found
 
 # VCSE status -> (FHIR Task.status, the Task states it may come from). FHIR R4 Task state machine.
@@ -58,6 +59,12 @@ def _disclose(ctx: RequestContext, item: HostReferral) -> dict[str, Any]:
         dispatch.reconsider_patient(ctx, referral.tenant, referral.patient_nhs)
         view["status"] = "ceased"
         return view
+    assert ctx.session is not None
+    org = ctx.session.get(Organisation, packet.recipient)
+    # Consent or the agreement may have narrowed since the packet was built: disclose only what may go now.
+    now_allowed = restrict(
+        packet.body, categories=decision.categories, allowed_fields=org.allowed_fields if org else ()
+    )
     ctx.audit(
         disclosure_event(
             ctx.audit_context,
@@ -65,13 +72,13 @@ def _disclose(ctx: RequestContext, item: HostReferral) -> dict[str, Any]:
             patient_nhs=referral.patient_nhs,
             referral_ref=f"ServiceRequest/{referral.service_request_id}",
             packet_id=packet.packet_id,
-            fields=list(packet.fields),
+            fields=now_allowed.fields,
             consent_ref=f"Consent/{decision.consent_id}" if decision.consent_id else None,
             outcome=0,
             recorded=ctx.now(),
         )
     )
-    return {**packet.body, "status": packet.status}
+    return {**now_allowed.body, "status": packet.status}
 
 
 def list_packets(ctx: RequestContext, status: str | None) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, false, or_, select, true
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, false, insert, or_, select, true
+from sqlalchemy import update as sa_update
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal, Role
@@ -23,6 +24,23 @@ from gateway.models import FhirResource, ResourceVersion, SearchToken, now_utc
 from gateway.storage.searchparams import SEARCH_PARAMS, index_tokens
 from profiles.outcomes import FhirError, Issue, bad_request, not_found
 
+# Prebuilt table-level statements: no ORM bookkeeping and no statement construction per row.
+_INSERT_RESOURCE = insert(FhirResource.__table__).returning(FhirResource.__table__.c.pk)  # type: ignore[attr-defined]
+_INSERT_VERSION = insert(ResourceVersion.__table__)  # type: ignore[attr-defined]
+_INSERT_TOKEN = insert(SearchToken.__table__)  # type: ignore[attr-defined]
+_FIND_BY_TOKEN = (
+    select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
+    .join(SearchToken, SearchToken.resource_pk == FhirResource.pk)  # type: ignore[arg-type]
+    .where(
+        FhirResource.resource_type == bindparam("rtype"),
+        SearchToken.param == bindparam("param"),
+        SearchToken.value == bindparam("value"),
+        SearchToken.system == bindparam("system"),
+    )
+    .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
+    .limit(100)
+)
+_FIND_BY_TOKEN_IN_TENANT = _FIND_BY_TOKEN.where(FhirResource.tenant == bindparam("tenant"))
 CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
 DATE_PREFIXES = ("ge", "le", "gt", "lt", "eq")
 
@@ -65,6 +83,8 @@ class Repository:
         return false()
 
     # -- writes --------------------------------------------------------------------------------
+    # Writes go through Core statements (not ORM objects): a referral writes a dozen rows and
+    # two dozen index tokens, and ORM object construction and flushing was most of its cost.
     def create(
         self,
         resource: dict[str, Any],
@@ -80,22 +100,24 @@ class Repository:
         now = now_utc()
         rid = resource_id or str(uuid.uuid4())
         body = self._stamp(resource, rid, 1, now)
-        row = FhirResource(
-            resource_type=rtype,
-            id=rid,
-            version_id=1,
-            tenant=tenant,
-            audience=audience,
-            patient_nhs=patient_nhs,
-            date=date,
-            status=body.get("status"),
-            last_updated=now,
-            content=dumps(body),
-        )
-        self.session.add(row)
-        self.session.flush()
-        self._write_version_and_index(row, body)
-        return Stored(body, 1, tenant, row.pk or 0)
+        content = dumps(body)
+        pk = self.session.execute(
+            _INSERT_RESOURCE,
+            {
+                "resource_type": rtype,
+                "id": rid,
+                "version_id": 1,
+                "tenant": tenant,
+                "audience": audience,
+                "patient_nhs": patient_nhs,
+                "date": date,
+                "status": body.get("status"),
+                "last_updated": now,
+                "content": content,
+            },
+        ).scalar_one()
+        self._write_version_and_index(pk, rtype, 1, now, content, body)
+        return Stored(body, 1, tenant, pk)
 
     def update(
         self,
@@ -112,28 +134,26 @@ class Repository:
         if if_match is not None and if_match != row.version_id:
             raise FhirError(
                 412,
-                [
-                    Issue(
-                        "conflict",
-                        f"If-Match names version {if_match} but the current version is {row.version_id}",
-                    )
-                ],
+                [Issue("conflict", f"If-Match names version {if_match} but the current version is {row.version_id}")],
             )
         now = now_utc()
-        row.version_id += 1
-        body = self._stamp(resource, resource_id, row.version_id, now)
-        row.content = dumps(body)
-        row.status = body.get("status")
-        row.last_updated = now
+        version = row.version_id + 1
+        body = self._stamp(resource, resource_id, version, now)
+        content = dumps(body)
+        values: dict[str, Any] = {
+            "version_id": version,
+            "content": content,
+            "status": body.get("status"),
+            "last_updated": now,
+        }
         if audience is not False:
-            row.audience = audience  # type: ignore[assignment]
+            values["audience"] = audience
         if date is not None:
-            row.date = date
-        self.session.add(row)
-        self.session.flush()
+            values["date"] = date
+        self.session.execute(sa_update(FhirResource).where(FhirResource.pk == row.pk).values(**values))
         self.session.execute(delete(SearchToken).where(SearchToken.resource_pk == row.pk))
-        self._write_version_and_index(row, body)
-        return Stored(body, row.version_id, row.tenant, row.pk or 0)
+        self._write_version_and_index(row.pk, resource_type, version, now, content, body)
+        return Stored(body, version, row.tenant, row.pk)
 
     def _stamp(self, resource: dict[str, Any], rid: str, version: int, now: datetime) -> dict[str, Any]:
         body = dict(resource)
@@ -144,37 +164,37 @@ class Repository:
         body["meta"] = meta
         return body
 
-    def _write_version_and_index(self, row: FhirResource, body: dict[str, Any]) -> None:
-        assert row.pk is not None
-        self.session.add(
-            ResourceVersion(
-                resource_pk=row.pk,
-                version_id=row.version_id,
-                last_updated=row.last_updated,
-                content=row.content,
-            )
+    def _write_version_and_index(
+        self, pk: int, rtype: str, version: int, now: datetime, content: str, body: dict[str, Any]
+    ) -> None:
+        self.session.execute(
+            _INSERT_VERSION, {"resource_pk": pk, "version_id": version, "last_updated": now, "content": content}
         )
-        for param, system, value in index_tokens(row.resource_type, body):
-            self.session.add(SearchToken(resource_pk=row.pk, param=param, system=system, value=value))
-        self.session.flush()
+        tokens = [
+            {"resource_pk": pk, "param": param, "system": system, "value": value}
+            for param, system, value in index_tokens(rtype, body)
+        ]
+        if tokens:
+            self.session.execute(_INSERT_TOKEN, tokens)
 
     # -- reads ---------------------------------------------------------------------------------
-    def _row(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> FhirResource:
-        query = select(FhirResource).where(
+    def _row(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> Row[Any]:
+        """Returns (pk, version_id, tenant, content) of a visible resource; 404 otherwise."""
+        query = select(FhirResource.pk, FhirResource.version_id, FhirResource.tenant, FhirResource.content).where(
             FhirResource.resource_type == resource_type,
             FhirResource.id == resource_id,
             self._visible(resource_type),
         )
         if for_update:
             query = query.with_for_update()
-        row = self.session.exec(query).first()  # type: ignore[call-overload]
+        row = self.session.execute(query).first()
         if row is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
-        return row[0] if not isinstance(row, FhirResource) else row
+        return row
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         row = self._row(resource_type, resource_id)
-        return Stored(orjson.loads(row.content), row.version_id, row.tenant, row.pk or 0)
+        return Stored(orjson.loads(row.content), row.version_id, row.tenant, row.pk)
 
     def read_version(self, resource_type: str, resource_id: str, version: int) -> dict[str, Any]:
         row = self._row(resource_type, resource_id)
@@ -189,9 +209,21 @@ class Repository:
         return orjson.loads(found)
 
     def find_by_token(self, resource_type: str, param: str, system: str, value: str) -> list[Stored]:
-        """Returns visible resources whose `param` index holds exactly system|value."""
-        items, _ = self.search(resource_type, [(param, f"{system}|{value}")], count=100, offset=0)
-        return items
+        """Returns visible resources whose `param` index holds exactly system|value (newest first).
+
+        The pipelines call this several times per referral, so the gateway's own and a referrer's
+        look-ups use prebuilt statements; other callers go through `search`.
+        """
+        p = self.principal
+        if p is not None and p.role is not Role.REFERRER:
+            items, _ = self.search(resource_type, [(param, f"{system}|{value}")], count=100, offset=0)
+            return items
+        params = {"rtype": resource_type, "param": param, "system": system, "value": value[:200]}
+        if p is None:
+            rows = self.session.execute(_FIND_BY_TOKEN, params)
+        else:
+            rows = self.session.execute(_FIND_BY_TOKEN_IN_TENANT, {**params, "tenant": p.organisation})
+        return [Stored(orjson.loads(c), v, t, pk) for c, v, t, pk in rows]
 
     def search(
         self, resource_type: str, params: list[tuple[str, str]], *, count: int, offset: int

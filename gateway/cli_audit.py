@@ -1,0 +1,215 @@
+"""`spgw audit ...`: the IG officer's commands for the audit log.
+
+    verify        check every entry, the head, and optionally a checkpoint and archive segments
+    checkpoint    sign the tree as it stands (the note to hand a third party)
+    verifier-key  the public key a third party checks checkpoints with
+    prove         an RFC 9162 inclusion proof of one entry (JSON)
+    export        entries recorded in a date window, as NDJSON or CSV
+    archive       move the content of old entries into signed segment files (retention)
+
+Exit codes of `verify`: 0 the log is intact; 1 the log is at fault (the first entry at fault
+is named); 2 the checkpoint, verifier key or segments given could not be used.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from contextlib import nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from audit.checkpoint import Checkpoint, CheckpointError, load_verifier_key, parse_and_verify
+from audit.events import AuditContext
+from gateway.cli import _engine, data_dir_option
+
+DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+EXIT_AT_FAULT = 1
+EXIT_BAD_INPUT = 2
+
+
+def _operator() -> AuditContext:
+    """Who ran the command, as the audit records it (the command line and the OS user)."""
+    return AuditContext(client_id="spgw-cli", user=getpass.getuser())
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _bad_input(message: str) -> None:
+    click.echo(f"cannot verify: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.group()
+def audit() -> None:
+    """Verify, checkpoint, prove, export and archive the audit log."""
+
+
+@audit.command()
+@data_dir_option
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A signed checkpoint note kept earlier; the log must extend it",
+)
+@click.option(
+    "--verifier-key",
+    default=None,
+    help="The verifier key (a file, or the key string) that checkpoints and segments are signed with; "
+    "default: the key in the data folder",
+)
+@click.option(
+    "--segments",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of archive segments: check archived entries against their leaf hashes",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON")
+def verify(
+    data_dir: Path | None,
+    checkpoint_file: Path | None,
+    verifier_key: str | None,
+    segments: Path | None,
+    as_json: bool,
+) -> None:
+    """Check the whole audit log; name the first entry at fault."""
+    from dataclasses import asdict
+
+    from audit.retention import check_segments
+    from audit.verify import verifier_key as own_verifier_key
+    from audit.verify import verify_log
+
+    engine, settings = _engine(data_dir)
+    try:
+        checkpoint: Checkpoint | None = None
+        if checkpoint_file is not None or segments is not None:
+            text = verifier_key or own_verifier_key(settings)
+            path = Path(text)
+            try:
+                key = load_verifier_key(path.read_text() if path.is_file() else text)
+            except CheckpointError as exc:
+                _bad_input(f"verifier key: {exc}")
+        if checkpoint_file is not None:
+            try:
+                checkpoint = parse_and_verify(checkpoint_file.read_text(), *key)
+            except CheckpointError as exc:
+                _bad_input(f"checkpoint {checkpoint_file.name}: {exc}")
+            assert checkpoint is not None
+            if checkpoint.origin != settings.audit_origin:
+                _bad_input(f"the checkpoint is for the log '{checkpoint.origin}', not '{settings.audit_origin}'")
+        if segments is not None:
+            problems = check_segments(segments, key)
+            if problems:
+                _bad_input("; ".join(problems))
+        report = verify_log(engine, checkpoint=checkpoint, segments_dir=segments)
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
+    if not report.ok:
+        sys.exit(EXIT_AT_FAULT)
+
+
+@audit.command()
+@data_dir_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the note here")
+def checkpoint(data_dir: Path | None, out: Path | None) -> None:
+    """Sign the log's tree as it stands and print the checkpoint note."""
+    from audit.verify import make_checkpoint
+
+    engine, settings = _engine(data_dir)
+    try:
+        note = make_checkpoint(engine, settings, ctx=_operator())
+    finally:
+        engine.dispose()
+    if out is not None:
+        out.write_text(note)
+    click.echo(note, nl=False)
+
+
+@audit.command("verifier-key")
+@data_dir_option
+def verifier_key_command(data_dir: Path | None) -> None:
+    """Print the public verifier key for this gateway's checkpoints."""
+    from audit.verify import verifier_key
+
+    engine, settings = _engine(data_dir)
+    engine.dispose()
+    click.echo(verifier_key(settings))
+
+
+@audit.command()
+@click.argument("seq", type=click.IntRange(min=0))
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Tree size (default: the whole log)")
+@data_dir_option
+def prove(seq: int, size: int | None, data_dir: Path | None) -> None:
+    """Print an RFC 9162 inclusion proof of entry SEQ as JSON."""
+    from audit.verify import ProofError
+    from audit.verify import prove as prove_entry
+
+    engine, _ = _engine(data_dir)
+    try:
+        proof = prove_entry(engine, seq, size=size)
+    except ProofError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(proof, indent=2))
+
+
+@audit.command()
+@click.option("--from", "start", type=DATE, required=True, help="First day (or moment, UTC) to include")
+@click.option("--to", "end", type=DATE, required=True, help="Last day to include (a moment: up to, not including)")
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: standard output")
+@data_dir_option
+def export(start: datetime, end: datetime, fmt: str, out: Path | None, data_dir: Path | None) -> None:
+    """Export the entries recorded between two dates (UTC)."""
+    from audit.export import export as export_entries
+
+    if end == end.replace(hour=0, minute=0, second=0, microsecond=0):
+        end = end + timedelta(days=1)  # a plain date means the whole of that day
+    engine, _ = _engine(data_dir)
+    try:
+        target = out.open("w", newline="") if out else nullcontext(click.get_text_stream("stdout"))
+        with target as stream:
+            result = export_entries(engine, stream, start=_utc(start), end=_utc(end), fmt=fmt, ctx=_operator())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    left_out = f"; {result.archived_left_out} archived entries left out" if result.archived_left_out else ""
+    click.echo(f"exported {result.written} entries{left_out}", err=True)
+
+
+@audit.command()
+@click.option("--before", type=DATE, default=None, help="Archive entries recorded before this (default: retention)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Segment folder")
+@data_dir_option
+def archive(before: datetime | None, out: Path, data_dir: Path | None) -> None:
+    """Move the content of old entries into a signed segment file; leaf hashes stay."""
+    from audit.retention import ArchiveError
+    from audit.retention import archive as archive_entries
+
+    engine, settings = _engine(data_dir)
+    try:
+        result = archive_entries(
+            engine, settings, out_dir=out, before=_utc(before) if before else None, ctx=_operator()
+        )
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    if result.segment is None:
+        click.echo("nothing to archive")
+        return
+    click.echo(
+        f"archived entries {result.first_seq}..{result.last_seq} ({result.count}) to {out / result.segment} "
+        f"(sha256 {result.sha256}); signed note {result.segment}.note"
+    )
