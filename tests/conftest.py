@@ -25,13 +25,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def _postgres_database(server: PostgresServer) -> str:
-    name = "t_" + uuid.uuid4().hex[:12]
+def _admin(server: PostgresServer, statement: str) -> None:
     admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(statement))
     admin.dispose()
-    return server.url(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -41,12 +39,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
+    """Settings for one test: a fresh SQLite file, or a fresh database on the throwaway server (dropped after)."""
     from gateway.settings import Settings
 
-    url = None
-    if backend == "postgres":
-        url = _postgres_database(request.getfixturevalue("postgres_server"))
-    return Settings(data_dir=tmp_path / "data", database_url=url)
+    if backend != "postgres":
+        yield Settings(data_dir=tmp_path / "data")
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = "t_" + uuid.uuid4().hex[:12]
+    _admin(server, f'CREATE DATABASE "{name}"')
+    yield Settings(data_dir=tmp_path / "data", database_url=server.url(name))
+    _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -105,9 +108,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     for outcome in counts:
         for report in terminalreporter.stats.get(outcome, []):
-            if "postgres" in getattr(report, "keywords", {}) and getattr(report, "when", "call") in ("call", "setup"):
-                if outcome != "passed" or report.when == "call":
-                    counts[outcome] += 1
+            on_postgres = "postgres" in getattr(report, "keywords", {})
+            # a pass is counted at its call phase; a failure or skip wherever it happened
+            if on_postgres and (report.when == "call" or (outcome != "passed" and report.when == "setup")):
+                counts[outcome] += 1
     terminalreporter.write_line(
         f"PostgreSQL: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
     )
