@@ -6,6 +6,7 @@ transaction Bundle queued for the referrer's own FHIR endpoint when it has one."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 import uuid
 from datetime import datetime
 from typing import Any
@@ -190,17 +191,41 @@ def _distance(
     return answer
 
 
-def transaction_bundle(observations: list[dict[str, Any]]) -> dict[str, Any]:
+def transaction_bundle(
+    observations: list[dict[str, Any]],
+    service_request: dict[str, Any],
+    identifier_of: Callable[[str], dict[str, Any] | None],
+) -> dict[str, Any]:
     """Returns a FHIR transaction Bundle creating the Observations at the GP system, each only once
-    (conditional create on the submission identifier: a redelivery creates nothing new)."""
+    (conditional create on the submission identifier: a redelivery creates nothing new).
+
+    The GP system knows nothing of the gateway's ids, so references become ones it can resolve:
+    the patient by NHS number, the referral by the GP's own ServiceRequest identifier, and a
+    distance-travelled Observation's sources by their entries in the same Bundle, or by their
+    identifier (`identifier_of("Observation/<id>")`) when they were sent in an earlier one.
+    """
+    full_urls = {
+        f"Observation/{obs['id']}": "urn:uuid:"
+        + str(uuid.uuid5(uuid.NAMESPACE_URL, obs["identifier"][0]["system"] + "|" + obs["identifier"][0]["value"]))
+        for obs in observations
+    }
+    based_on = [{"type": "ServiceRequest", "identifier": i} for i in (service_request.get("identifier") or [])[:1]]
     entries = []
     for obs in observations:
         ident = obs["identifier"][0]
+        resource = {k: v for k, v in obs.items() if k not in ("meta", "id")}
+        resource["meta"] = {"profile": obs.get("meta", {}).get("profile", [])}
+        resource["subject"] = {k: v for k, v in obs["subject"].items() if k != "reference"}
+        if based_on:
+            resource["basedOn"] = based_on
+        else:
+            resource.pop("basedOn", None)
+        if "derivedFrom" in resource:
+            resource["derivedFrom"] = [_source(d, full_urls, identifier_of) for d in resource["derivedFrom"]]
         entries.append(
             {
-                "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, ident['system'] + '|' + ident['value'])}",
-                "resource": {k: v for k, v in obs.items() if k != "meta"}
-                | {"meta": {"profile": obs.get("meta", {}).get("profile", [])}},
+                "fullUrl": full_urls[f"Observation/{obs['id']}"],
+                "resource": resource,
                 "request": {
                     "method": "POST",
                     "url": "Observation",
@@ -211,12 +236,29 @@ def transaction_bundle(observations: list[dict[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
+def _source(
+    ref: dict[str, Any], full_urls: dict[str, str], identifier_of: Callable[[str], dict[str, Any] | None]
+) -> dict[str, Any]:
+    target = ref.get("reference", "")
+    if target in full_urls:
+        return {"reference": full_urls[target]}
+    identifier = identifier_of(target)
+    return {"type": "Observation", "identifier": identifier} if identifier else ref
+
+
 def _queue_write_back(ctx: RequestContext, referral: Referral, observations: list[dict[str, Any]], key: str) -> None:
     assert ctx.session is not None
     gp = ctx.session.get(Organisation, referral.tenant)
     if gp is None or not gp.fhir_endpoint:
         return
-    bundle = transaction_bundle(observations)
+    repo = ctx.repo(as_gateway=True)
+    service_request = repo.read("ServiceRequest", referral.service_request_id).resource
+
+    def identifier_of(reference: str) -> dict[str, Any] | None:
+        stored = repo.read("Observation", reference.removeprefix("Observation/")).resource
+        return (stored.get("identifier") or [None])[0]
+
+    bundle = transaction_bundle(observations, service_request, identifier_of)
     ctx.session.add(
         OutboxMessage(
             kind="fhir-writeback",

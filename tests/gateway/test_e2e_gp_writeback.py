@@ -40,6 +40,7 @@ FHIR_JSON = "application/fhir+json"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SUBMISSION_ID = "https://sp-gateway.dev/fhir/Id/outcome-submission"
 GP, HOST = "A81001", "8VC01"
+GP_REFERRALS = "https://gp.example.nhs.uk/referrals"  # the identifier system tests/profiles/gp_message.py uses
 NHS = "9990001006"
 WAIT = 30.0  # seconds: the worker polls every 0.1 s, so a healthy run needs well under one
 
@@ -181,7 +182,7 @@ def assert_no_nhs_number_on_the_vcse_side(gw: Gateway, nhs: str) -> None:
 def test_vcse_outcomes_reach_the_gp_endpoint_as_a_valid_transaction_about_the_right_patient(gateway) -> None:
     with GpFhirSimulator() as gp_system:
         register_gp_endpoint(gateway, gp_system.url)
-        referral_id, sr_id, patient_id = refer_and_accept(gateway, NHS, "E2E-WB-1")
+        referral_id, _, _ = refer_and_accept(gateway, NHS, "E2E-WB-1")
 
         submitted = gateway.vcse("POST", f"/vcse/v1/referrals/{referral_id}/outcomes", BASELINE)
         assert submitted.status_code == 201, submitted.text
@@ -199,8 +200,12 @@ def test_vcse_outcomes_reach_the_gp_endpoint_as_a_valid_transaction_about_the_ri
             Observation.model_validate(obs)
             assert obs["status"] == "final"
             assert obs["subject"]["identifier"] == {"system": NHS_SYSTEM, "value": NHS}
-            assert obs["subject"]["reference"] == f"Patient/{patient_id}"
-            assert obs["basedOn"] == [{"reference": f"ServiceRequest/{sr_id}"}]
+            # the GP system knows nothing of the gateway's ids: the patient by NHS number, the
+            # referral by the GP's own ServiceRequest identifier
+            assert "reference" not in obs["subject"]
+            assert obs["basedOn"] == [
+                {"type": "ServiceRequest", "identifier": {"system": GP_REFERRALS, "value": "E2E-WB-1"}}
+            ]
             ident = obs["identifier"][0]
             assert ident["system"] == SUBMISSION_ID and ident["value"].startswith("sub-001/")
             assert entry["request"] == {
@@ -244,7 +249,7 @@ def test_a_lost_gp_answer_is_resent_and_the_resend_creates_nothing(gateway) -> N
 def test_a_retried_submission_sends_nothing_more_and_a_final_one_sends_distance_travelled(gateway) -> None:
     with GpFhirSimulator() as gp_system:
         register_gp_endpoint(gateway, gp_system.url)
-        referral_id, sr_id, _ = refer_and_accept(gateway, NHS, "E2E-WB-FINAL")
+        referral_id, _, _ = refer_and_accept(gateway, NHS, "E2E-WB-FINAL")
         url = f"/vcse/v1/referrals/{referral_id}/outcomes"
 
         assert gateway.vcse("POST", url, BASELINE).status_code == 201
@@ -262,7 +267,15 @@ def test_a_retried_submission_sends_nothing_more_and_a_final_one_sends_distance_
         derived = [e["resource"] for e in final["entry"] if "derivedFrom" in e["resource"]]
         assert len(derived) == 1  # only SWEMWBS is in both submissions
         assert derived[0]["subject"]["identifier"] == {"system": NHS_SYSTEM, "value": NHS}
-        assert derived[0]["basedOn"] == [{"reference": f"ServiceRequest/{sr_id}"}]
-        assert len(derived[0]["derivedFrom"]) == 2
+        assert derived[0]["basedOn"] == [
+            {"type": "ServiceRequest", "identifier": {"system": GP_REFERRALS, "value": "E2E-WB-FINAL"}}
+        ]
+        sources = derived[0]["derivedFrom"]
+        in_bundle = {e["fullUrl"] for e in final["entry"]}
+        # the final measure is an entry of the same Bundle; the baseline went in the first one,
+        # so it is named by its identifier
+        assert [s["reference"] in in_bundle for s in sources if "reference" in s] == [True]
+        assert [s["identifier"]["value"].endswith("/swemwbs") for s in sources if "identifier" in s] == [True]
+        assert len(sources) == 2
         assert len(gp_system.observations()) == 3 + 1 + 1
     assert_no_nhs_number_on_the_vcse_side(gateway, NHS)
