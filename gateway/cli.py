@@ -254,6 +254,7 @@ def clients_add(
         try:
             client = add_client(
                 session,
+                ig_reads_clinical=load_settings(data_dir).ig_reads_clinical,
                 client_id=client_id,
                 organisation_id=organisation,
                 role=Role(role),

@@ -100,6 +100,7 @@ def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", 
         try:
             client = client_service.add_client(
                 session,
+                ig_reads_clinical=ctx.settings.ig_reads_clinical,
                 client_id=body.client_id,
                 organisation_id=body.organisation,
                 role=body.role,

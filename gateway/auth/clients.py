@@ -42,6 +42,7 @@ def add_client(
     public_jwks: dict[str, Any] | None = None,
     private_key_out: Path | None = None,
     alg: str = "ES384",
+    ig_reads_clinical: bool = False,
 ) -> Client:
     """Returns the new client, with scopes inside its role's ceiling and either the given public JWKS
     or a freshly generated key pair whose private half is written to `private_key_out` (0600)."""
@@ -52,7 +53,7 @@ def add_client(
         raise ValueError(f"client {client_id!r} already exists")
     if session.get(Organisation, organisation_id) is None:
         raise ValueError(f"organisation {organisation_id!r} is not registered")
-    granted = _checked_scopes(role, scopes)
+    granted = _checked_scopes(role, scopes, ig_reads_clinical)
     if (public_jwks is None) == (private_key_out is None):
         raise ValueError("give exactly one of public_jwks (the client made its keys) or private_key_out")
 
@@ -136,7 +137,7 @@ def _existing(session: Session, client_id: str) -> Client:
     return client
 
 
-def _checked_scopes(role: Role, scopes: Collection[str] | None) -> set[str]:
+def _checked_scopes(role: Role, scopes: Collection[str] | None, ig_reads_clinical: bool) -> set[str]:
     if scopes is None:
         return set(ROLE_SCOPES[role])
     if isinstance(scopes, str):
@@ -144,7 +145,7 @@ def _checked_scopes(role: Role, scopes: Collection[str] | None) -> set[str]:
     requested = set(scopes)
     if not requested:
         raise ValueError("a client needs at least one scope")
-    outside = requested - within_ceiling(role, requested)
+    outside = requested - within_ceiling(role, requested, ig_reads_clinical=ig_reads_clinical)
     if outside:
         raise ValueError(f"scopes outside the {role} ceiling: {', '.join(sorted(outside))}")
     return requested

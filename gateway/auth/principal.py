@@ -52,9 +52,25 @@ def scope_allows(scopes: frozenset[str], resource: str, permission: str) -> bool
     return False
 
 
-def within_ceiling(role: Role, requested: set[str]) -> set[str]:
+# Read scopes an IG officer may also be registered with where the deployment lets IG officers read
+# clinical payloads (SPGW_IG_READS_CLINICAL=true); the repository checks the same setting.
+IG_CLINICAL_SCOPES: tuple[str, ...] = (
+    "system/ServiceRequest.rs",
+    "system/Patient.rs",
+    "system/Task.rs",
+    "system/Observation.rs",
+)
+
+
+def role_ceiling(role: Role, *, ig_reads_clinical: bool = False) -> frozenset[str]:
+    """Returns the most a client of this role may be granted."""
+    extra = IG_CLINICAL_SCOPES if role is Role.IG_OFFICER and ig_reads_clinical else ()
+    return frozenset((*ROLE_SCOPES[role], *extra))
+
+
+def within_ceiling(role: Role, requested: set[str], *, ig_reads_clinical: bool = False) -> set[str]:
     """Returns the requested scopes that the role's ceiling covers (narrower scopes are fine)."""
-    ceiling = frozenset(ROLE_SCOPES[role])
+    ceiling = role_ceiling(role, ig_reads_clinical=ig_reads_clinical)
     granted = set()
     for scope in requested:
         parsed = parse_scope(scope)

@@ -108,32 +108,34 @@ def token_url_for(base_url: str) -> str:
     return base_url.rstrip("/") + TOKEN_PATH
 
 
-def granted_scopes(*, role: Role, registered: Collection[str], requested: str | None) -> frozenset[str]:
+def granted_scopes(
+    *, role: Role, registered: Collection[str], requested: str | None, ig_reads_clinical: bool = False
+) -> frozenset[str]:
     """Returns the scopes to grant: all registered scopes within the role's ceiling when none are asked
     for, else exactly the requested ones; raises InvalidScopeError (RFC 6749 §5.2) if any requested
     scope is malformed, not covered by the client's registration, or above its role's ceiling."""
     allowed = frozenset(registered)
     if not requested or not requested.strip():
-        granted = frozenset(within_ceiling(role, set(allowed)))
+        granted = frozenset(within_ceiling(role, set(allowed), ig_reads_clinical=ig_reads_clinical))
         if not granted:
             raise InvalidScopeError(description="The client has no scopes that its role allows.")
         return granted
     tokens = requested.split()
     if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
         raise InvalidScopeError(description="The scope parameter is malformed (RFC 6749 section 3.3).")
-    refused = sorted(token for token in set(tokens) if not _covered(token, role, allowed))
+    refused = sorted(token for token in set(tokens) if not _covered(token, role, allowed, ig_reads_clinical))
     if refused:
         shown = " ".join(refused[:5])[:300]
         raise InvalidScopeError(description=f"Scopes not available to this client: {shown}")
     return frozenset(tokens)
 
 
-def _covered(scope: str, role: Role, registered: frozenset[str]) -> bool:
+def _covered(scope: str, role: Role, registered: frozenset[str], ig_reads_clinical: bool) -> bool:
     parsed = parse_scope(scope)
     if parsed is None:
         return False
     resource, permissions = parsed
-    return scope in within_ceiling(role, {scope}) and all(
+    return scope in within_ceiling(role, {scope}, ig_reads_clinical=ig_reads_clinical) and all(
         scope_allows(registered, resource, permission) for permission in permissions
     )
 
@@ -483,7 +485,10 @@ class _ClientCredentialsGrant(ClientCredentialsGrant):
         self.request.client = client
         exchange: _Exchange = self.server.exchange
         exchange.granted = granted_scopes(
-            role=client.role, registered=client.row.scopes.split(), requested=self.request.payload.scope
+            role=client.role,
+            registered=client.row.scopes.split(),
+            requested=self.request.payload.scope,
+            ig_reads_clinical=self.server.settings.ig_reads_clinical,
         )
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

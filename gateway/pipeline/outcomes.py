@@ -6,8 +6,8 @@ transaction Bundle queued for the referrer's own FHIR endpoint when it has one."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 

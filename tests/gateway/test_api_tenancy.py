@@ -246,3 +246,59 @@ def test_the_admin_api_answers_carry_no_patient_identifiers(client, token_for, r
         assert response.status_code == 200, response.text
         assert PATIENT not in response.text
         assert GIVEN not in response.text
+
+
+def test_an_ig_officer_reads_clinical_payloads_only_where_the_deployment_allows_it(tmp_path, monkeypatch) -> None:
+    """SPGW_IG_READS_CLINICAL widens the IG ceiling (registration and token) and the repository together."""
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.auth.client_side import make_client_assertion
+    from gateway.auth.clients import add_client
+    from gateway.auth.principal import IG_CLINICAL_SCOPES, Role
+    from gateway.demo import seed_directory
+    from gateway.settings import Settings
+
+    def ig_client_sees_referrals(allowed: bool) -> int:
+        settings = Settings(data_dir=tmp_path / f"d{allowed}", ig_reads_clinical=allowed)
+        app = create_app(settings)
+        engine = app.state.spgw.engine
+        seed_directory(engine, settings)
+        key = tmp_path / f"ig-{allowed}.jwk"
+        from sqlmodel import Session
+
+        with Session(engine) as session:
+            add_client(
+                session,
+                client_id="ig-clinical",
+                organisation_id="QJM",
+                role=Role.IG_OFFICER,
+                scopes=["system/AuditEvent.rs", *IG_CLINICAL_SCOPES],
+                private_key_out=key,
+                ig_reads_clinical=allowed,
+            )
+            session.commit()
+        with TestClient(app, base_url="http://testserver") as client:
+            import json
+
+            assertion = make_client_assertion(
+                client_id="ig-clinical",
+                private_jwk=json.loads(key.read_text()),
+                token_url="http://testserver/oauth2/token",
+            )
+            token = client.post(
+                "/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    "client_assertion": assertion,
+                },
+            ).json()["access_token"]
+            return client.get("/fhir/ServiceRequest", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    import pytest
+
+    assert ig_client_sees_referrals(True) == 200
+    with pytest.raises(ValueError, match="ceiling"):
+        ig_client_sees_referrals(False)
