@@ -22,9 +22,13 @@ import argparse
 import gc
 import hashlib
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
 
 from audit.canonical import canonical_json
 from audit.events import (
@@ -35,6 +39,7 @@ from audit.events import (
     system_event,
 )
 from audit.merkle import IncrementalTree, leaf_hash, root_from_leaf_hashes
+from audit.verify import _chain_pass, read_snapshot, verify_log
 
 PACKET_FIELDS = [
     "referralId",
@@ -173,6 +178,36 @@ def best_of(runs: int, passes: list[Callable[[list[bytes]], None]], entries: lis
     return best
 
 
+def store_log(entries: list[bytes], folder: Path):  # type: ignore[no-untyped-def]
+    """Returns an engine over a real SQLite audit log holding `entries` (bulk-inserted, as append would)."""
+    from sqlalchemy import insert, update
+
+    from audit.store import AuditEntry, AuditHead, index_columns
+    from gateway.db import make_engine
+    from gateway.schema import init_db
+    from gateway.settings import Settings
+
+    engine = make_engine(Settings(data_dir=folder))
+    init_db(engine)
+    with engine.begin() as conn:
+        for start in range(0, len(entries), 5000):
+            conn.execute(
+                insert(AuditEntry.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "seq": start + i,
+                        "leaf_hash": leaf_hash(e).hex(),
+                        "content": e.decode(),
+                        "archived_in": None,
+                        **index_columns(orjson.loads(e)),
+                    }
+                    for i, e in enumerate(entries[start : start + 5000])
+                ],
+            )
+        conn.execute(update(AuditHead.__table__).values(size=len(entries)))  # type: ignore[attr-defined]
+    return engine
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=200_000, help="number of audit entries (default 200000)")
@@ -190,14 +225,34 @@ def main() -> None:
         f"in {time.perf_counter() - t0:.1f} s"
     )
 
-    raw_s, verify_s = best_of(args.runs, [raw_sha256, verifier(stored, expected_root)], entries)
-    for label, seconds in (("raw sha256", raw_s), ("verification", verify_s)):
+    engine = store_log(entries, Path(tempfile.mkdtemp(prefix="spgw-bench-audit-")))
+
+    def hashing_pass(_: list[bytes]) -> None:
+        with read_snapshot(engine) as conn:
+            chain = _chain_pass(conn, len(entries), None, None)
+        if chain.failure is not None or chain.tree.root() != expected_root:
+            raise SystemExit(f"the stored log did not verify: {chain.failure}")
+
+    def full_verify(_: list[bytes]) -> None:
+        report = verify_log(engine)
+        if not report.ok or report.root != expected_root.hex():
+            raise SystemExit(f"the stored log did not verify: {report.problem}")
+
+    passes = [raw_sha256, verifier(stored, expected_root), hashing_pass, full_verify]
+    raw_s, core_s, hashing_s, full_s = best_of(args.runs, passes, entries)
+    rows = (
+        ("raw sha256", raw_s, "the floor: one hashlib.sha256 per entry, bytes in memory"),
+        ("core", core_s, "leaf hashes + tree over the same bytes in memory"),
+        ("hashing pass", hashing_s, "spgw audit verify's hashing pass, read from the SQLite log"),
+        ("full verify", full_s, "spgw audit verify: hashing pass + content pass (ids, search columns)"),
+    )
+    for label, seconds, what in rows:
         print(
             f"{label:>13}: {total / seconds / 1e6:8.1f} MB/s  {len(entries) / seconds:12,.0f} entries/s"
-            f"  ({seconds:.3f} s)"
+            f"  ({seconds:.3f} s)  ratio {raw_s / seconds:.2f}  {what}"
         )
-    ratio = raw_s / verify_s
-    print(f"ratio verification/raw: {ratio:.2f} (target >= 0.50) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+    ratio = raw_s / hashing_s
+    print(f"ratio hashing pass/raw: {ratio:.2f} (target >= 0.50) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
 
 
 if __name__ == "__main__":
