@@ -97,7 +97,8 @@ def fill(data: Path, count: int) -> tuple[object, list[tuple[str, str]]]:
                     samples.append((practice, nhs))
             conn.execute(FhirResource.__table__.insert(), rows)  # type: ignore[attr-defined]
             conn.execute(SearchToken.__table__.insert(), tokens)  # type: ignore[attr-defined]
-            print(f"\r  stored {min(count, start + BATCH):>9,} of {count:,}", end="", flush=True)
+            if (start // BATCH) % 20 == 19:
+                print(f"  stored {start + BATCH:>9,} of {count:,}", flush=True)
     print(f"  ({time.time() - now:.0f} s)")
     return engine, samples
 

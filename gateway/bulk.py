@@ -23,6 +23,7 @@ from gateway.auth.principal import Principal
 from gateway.context import RequestContext
 from gateway.pipeline import referrals
 from gateway.settings import Settings
+from gateway.storage.repository import discard_pending, flush_pending
 from profiles.outcomes import FhirError
 from profiles.structure import check_structure, parse_json
 
@@ -65,10 +66,12 @@ def _store_batch(ctx: RequestContext, batch: list[tuple[int, dict[str, Any]]], r
             savepoint = session.begin_nested()
             try:
                 _store(ctx, resource)
+                flush_pending(session)  # held index rows belong inside this referral's savepoint
                 savepoint.commit()
                 report.stored += 1
             except FhirError as error:
                 savepoint.rollback()
+                discard_pending(session)
                 report.refused += 1
                 report.errors.append({"line": line, "status": error.status, "outcome": error.outcome()})
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, false, insert, or_, select, true
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, event, false, insert, or_, select, true
 from sqlalchemy import update as sa_update
 from sqlmodel import Session
 
@@ -167,19 +167,20 @@ class Repository:
     def _write_version_and_index(
         self, pk: int, rtype: str, version: int, now: datetime, content: str, body: dict[str, Any]
     ) -> None:
-        self.session.execute(
-            _INSERT_VERSION, {"resource_pk": pk, "version_id": version, "last_updated": now, "content": content}
-        )
-        tokens = [
+        # Version and index rows wait in the session and go in one executemany each, before the
+        # next read of this repository or the commit (`flush_pending`): a referral's four creates
+        # then cost two statements for their history and search tokens, not eight.
+        pending = _pending(self.session)
+        pending["versions"].append({"resource_pk": pk, "version_id": version, "last_updated": now, "content": content})
+        pending["tokens"].extend(
             {"resource_pk": pk, "param": param, "system": system, "value": value}
             for param, system, value in index_tokens(rtype, body)
-        ]
-        if tokens:
-            self.session.execute(_INSERT_TOKEN, tokens)
+        )
 
     # -- reads ---------------------------------------------------------------------------------
     def _row(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> Row[Any]:
         """Returns (pk, version_id, tenant, content) of a visible resource; 404 otherwise."""
+        flush_pending(self.session)
         query = select(FhirResource.pk, FhirResource.version_id, FhirResource.tenant, FhirResource.content).where(
             FhirResource.resource_type == resource_type,
             FhirResource.id == resource_id,
@@ -214,6 +215,7 @@ class Repository:
         The pipelines call this several times per referral, so the gateway's own and a referrer's
         look-ups use prebuilt statements; other callers go through `search`.
         """
+        flush_pending(self.session)
         p = self.principal
         if p is not None and p.role is not Role.REFERRER:
             items, _ = self.search(resource_type, [(param, f"{system}|{value}")], count=100, offset=0)
@@ -229,6 +231,7 @@ class Repository:
         self, resource_type: str, params: list[tuple[str, str]], *, count: int, offset: int
     ) -> tuple[list[Stored], bool]:
         """Returns one page of matches (newest first) and whether there are more."""
+        flush_pending(self.session)
         known = SEARCH_PARAMS.get(resource_type, {})
         conditions: list[ColumnElement[bool]] = [
             FhirResource.resource_type == resource_type,
@@ -257,6 +260,35 @@ class Repository:
         rows = list(self.session.execute(query))
         items = [Stored(orjson.loads(c), v, t, pk) for c, v, t, pk in rows[:count]]
         return items, len(rows) > count
+
+
+def _pending(session: Session) -> dict[str, list[dict[str, Any]]]:
+    return session.info.setdefault(_PENDING, {"versions": [], "tokens": []})
+
+
+def flush_pending(session: Session) -> None:
+    """Writes the version and search-token rows this session's creates and updates are holding."""
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    versions, tokens = pending["versions"], pending["tokens"]
+    if versions:
+        session.execute(_INSERT_VERSION, versions)
+    if tokens:
+        session.execute(_INSERT_TOKEN, tokens)
+    pending["versions"], pending["tokens"] = [], []
+
+
+def discard_pending(session: Session) -> None:
+    """Forgets held rows whose resources a rollback has just undone."""
+    session.info.pop(_PENDING, None)
+
+
+_PENDING = "spgw.pending-index-rows"
+# Whatever path commits the session, the held rows go in first, in the same transaction; a
+# rollback takes them away with the resources they index. (Savepoints: see gateway/bulk.py.)
+event.listen(Session, "before_commit", flush_pending)
+event.listen(Session, "after_rollback", discard_pending)
 
 
 def _token_condition(name: str, raw: str) -> ColumnElement[bool]:
