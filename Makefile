@@ -30,6 +30,8 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/audit_verify.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/http_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The HTTP baseline for bench/http.py: a bare FastAPI endpoint that only parses and validates the
+"""The HTTP baseline for bench/http_throughput.py: a bare FastAPI endpoint that only parses and validates the
 referral Bundle with fhir.resources (no auth, no storage, no audit)."""
 
 from fastapi import FastAPI, Request

@@ -7,8 +7,8 @@ DESIGN.md target: the gateway serves at least 70% of the bare endpoint's through
 Each request carries a distinct referral (its own valid NHS number, identifier and X-Request-ID,
 made by the wrk Lua script), so the gateway stores every one; the bare endpoint gets the same bytes.
 
-    .venv/bin/python bench/http.py                  # 10 s per side, 8 connections, 1 worker each
-    .venv/bin/python bench/http.py --seconds 20 --connections 16
+    .venv/bin/python bench/http_throughput.py                  # 10 s per side, 8 connections, 1 worker each
+    .venv/bin/python bench/http_throughput.py --seconds 20 --connections 16
 
 Needs `wrk` (Debian package `wrk`); says so and exits 2 when it is absent.
 """
