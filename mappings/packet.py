@@ -158,6 +158,11 @@ def restrict(body: dict[str, Any], *, categories: Collection[str], allowed_field
     return Packet(body=out, fields=kept)
 
 
+def content_fields(body: dict[str, Any]) -> list[str]:
+    """Returns the content field paths a packet body carries (what its disclosure audit must list)."""
+    return [spec.path for spec in FIELDS if spec.path.split(".")[1] in (body.get(spec.path.split(".")[0]) or {})]
+
+
 def notice_packet(
     kind: Literal["recall", "cease"],
     *,

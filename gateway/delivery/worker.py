@@ -31,10 +31,13 @@ from gateway.delivery.signing import signed_headers
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
-from mappings.packet import restrict
+from mappings.packet import content_fields, restrict
 
 log = logging.getLogger("spgw.worker")
 LEASE = timedelta(seconds=60)
+# Rows leased at once: small enough that a batch of slow receivers (each up to delivery_timeout,
+# 10 s by default) is sent well inside the lease, so no second worker takes a row still in flight.
+CLAIM_BATCH = 4
 WORKER_CONTEXT = AuditContext(client_id="spgw-worker", role="system")
 
 
@@ -56,7 +59,9 @@ def backoff(attempts: int, settings: Settings, rng: Callable[[float, float], flo
     return delay / 2 + rng(0, delay / 2)
 
 
-def claim(engine: Engine, *, batch: int = 20, now: datetime | None = None, lease: timedelta = LEASE) -> list[Claimed]:
+def claim(
+    engine: Engine, *, batch: int = CLAIM_BATCH, now: datetime | None = None, lease: timedelta = LEASE
+) -> list[Claimed]:
     """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
@@ -106,7 +111,9 @@ def send(http: httpx.Client, org: Organisation | None, item: Claimed, settings: 
         raise for_status(response.status_code, org.id)
 
 
-def _record_success(session: Session, row: OutboxMessage, now: datetime) -> None:
+def _record_success(session: Session, row: OutboxMessage, sent: Claimed, now: datetime) -> None:
+    """Marks the row delivered and audits it: a referral packet as a disclosure of exactly the fields
+    in the body that was sent (consent may have narrowed it since it was queued)."""
     row.status, row.delivered_at, row.locked_until, row.last_error = "delivered", now, None, None
     row.attempts += 1
     session.add(row)
@@ -120,7 +127,7 @@ def _record_success(session: Session, row: OutboxMessage, now: datetime) -> None
             patient_nhs=referral.patient_nhs,
             referral_ref=f"ServiceRequest/{referral.service_request_id}",
             packet_id=packet.packet_id,
-            fields=list(packet.fields),
+            fields=content_fields(orjson.loads(sent.body)),
             consent_ref=f"Consent/{packet.consent_id}" if packet.consent_id else None,
             outcome=0,
             recorded=now,
@@ -219,7 +226,7 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
         if row is None or row.status != "pending":
             return error is None
         if error is None:
-            _record_success(session, row, now)
+            _record_success(session, row, item, now)
         else:
             log.info("delivery %s to %s failed: %s", item.dedup_key, item.target, error)
             _record_failure(session, row, error, settings, now)
@@ -233,7 +240,7 @@ def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = Non
         landed = 0
         while batch := claim(engine, lease=lease):
             landed += sum(deliver_one(engine, client, item, settings) for item in batch)
-            if len(batch) < 20:
+            if len(batch) < CLAIM_BATCH:
                 break
         return landed
     finally:

@@ -308,3 +308,32 @@ def test_category_withdrawn_after_queueing_is_left_out_of_the_webhook(queued, en
     assert body["packet_id"] == queued.packet_id
     assert body["referral"]["need_categories"] == ["Social isolation"]
     assert "Ada" not in request.content.decode() and "07700900000" not in request.content.decode()
+    assert _disclosed_fields(engine, queued.packet_id) == sorted(
+        f"{group}.{name}" for group in ("person", "referral") for name in body.get(group, {})
+    )
+
+
+def _disclosed_fields(engine: Engine, packet_id: str) -> list[str]:
+    """Returns the fields the worker's disclosure AuditEvent (DCM 110106) lists for this packet."""
+    from audit.store import AuditEntry
+
+    with Session(engine) as session:
+        contents = [
+            c
+            for c in session.exec(select(AuditEntry.content).where(AuditEntry.type_code == "110106"))
+            if packet_id in c
+        ]
+    [event] = [json.loads(c) for c in contents]
+    return sorted(
+        d["valueString"] for e in event["entity"] for d in e.get("detail", []) if d.get("type") == "disclosed-field"
+    )
+
+
+def test_a_delivered_webhook_is_audited_as_a_disclosure_of_exactly_the_fields_sent(queued, engine, settings) -> None:
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
+        route = mock.post(WEBHOOK).mock(return_value=httpx.Response(201))
+        with httpx.Client() as http:
+            assert worker.run_once(engine, settings, http) == 1
+    body = json.loads(route.calls.last.request.content)
+    sent = sorted(f"{group}.{name}" for group in ("person", "referral") for name in body.get(group, {}))
+    assert sent and _disclosed_fields(engine, queued.packet_id) == sent
