@@ -94,7 +94,6 @@ def start_server() -> PostgresServer | None:
         return None
     user = _service_user()
     root = Path(tempfile.mkdtemp(prefix="spgw-pg-"))
-    os.chmod(root, 0o755)
     server = PostgresServer(bin_dir, root, user, port=54329 + os.getpid() % 500)
     server.start()
     deadline = time.monotonic() + 20
