@@ -26,6 +26,7 @@ Exit status 0 when the ratio meets the target, 1 when it misses (the figures are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -165,13 +166,11 @@ def context(data_dir: Path) -> RequestContext:
 
 def machine() -> str:
     model = "unknown CPU"
-    try:
+    with contextlib.suppress(OSError):  # not every system has /proc/cpuinfo
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, {platform.system()}"
 
 

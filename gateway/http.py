@@ -52,7 +52,7 @@ def too_large(limit: int) -> FhirError:
 
 
 class _BodyTooLarge(Exception):
-    pass
+    """Raised inside the app's receive() once a streamed body passes the limit."""
 
 
 class BodyLimitMiddleware:

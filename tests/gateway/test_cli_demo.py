@@ -6,6 +6,7 @@ for the access tokens, and the README's steps over HTTP; then the client command
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -85,11 +86,9 @@ def running_demo(data_dir: Path, log_path: Path) -> Iterator[Demo]:
         while True:
             if process.poll() is not None:
                 pytest.fail(f"spgw demo exited with {process.returncode}:\n{demo.output()}")
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if httpx.get(f"{base}/fhir/metadata", timeout=2.0).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
                 pytest.fail(f"spgw demo did not answer /fhir/metadata within {START_TIMEOUT} s:\n{demo.output()}")
             time.sleep(0.2)
