@@ -13,8 +13,8 @@ and validating that bundle with fhir.resources alone, same run.
 Both run over the same N bundles (the BaRS-style referral message in
 tests/fixtures/fhir/sp-referral-message.json: 11 entries, addressed and consented to the demo VCSE
 host 8VC01), each with its own valid NHS number, Bundle.id and referral identifier, so nothing is
-de-duplicated. A warm-up (not timed) fills caches and the first database pages. The floor is timed
-before and after the pipeline and the mean is used, so drift on a busy machine counts against
+de-duplicated. A warm-up (not timed) fills caches and the first database pages. The floor and the
+pipeline are timed on each bundle in turn (interleaved), so drift on a busy machine counts against
 neither side.
 
     .venv/bin/python bench/ingest.py               # N = 2000
