@@ -264,6 +264,9 @@ def clients_add(
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        _audit_change(
+            session, "admin-add-client", f"client {client.client_id} added ({client.role} for {client.organisation_id})"
+        )
         session.commit()
         click.echo(f"added {client.client_id} ({client.role} for {client.organisation_id})")
 
@@ -280,6 +283,7 @@ def clients_disable(client_id: str, data_dir: Path | None) -> None:
             disable_client(session, client_id)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        _audit_change(session, "admin-disable-client", f"client {client_id} disabled")
         session.commit()
     click.echo(f"disabled {client_id}")
 
@@ -298,6 +302,8 @@ def clients_rotate(client_id: str, out: Path, retire_old: bool, data_dir: Path |
             kid = rotate_key(session, client_id, private_key_out=out, retire_old=retire_old)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        retired = "; previous keys retired" if retire_old else ""
+        _audit_change(session, "admin-rotate-client-key", f"client {client_id}: new key {kid}{retired}")
         session.commit()
     click.echo(f"new key {kid} for {client_id} written to {out}")
 
@@ -319,6 +325,22 @@ def keys_rotate(data_dir: Path | None) -> None:
     kid = ring.rotate()
     kept = [key.kid for key in ring.keyset.keys]
     click.echo(f"new token-signing key {kid}; the ring is now {', '.join(kept)} (restart the gateway to use it)")
+
+
+def _audit_change(session, activity: str, description: str) -> None:  # type: ignore[no-untyped-def]
+    """Appends the AuditEvent for a directory change made from the command line, in its transaction
+    (the same activity the admin API records, with the operator as the CLI and the OS user)."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from audit.events import AuditContext, system_event
+    from audit.store import append
+
+    operator = AuditContext(client_id="spgw-cli", user=getpass.getuser())
+    append(
+        session,
+        system_event(operator, activity=activity, outcome=0, description=description, recorded=datetime.now(UTC)),
+    )
 
 
 def _session(data_dir: Path | None):  # type: ignore[no-untyped-def]
@@ -496,6 +518,11 @@ def orgs_put(
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        _audit_change(
+            session,
+            "admin-put-organisation",
+            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})",
+        )
         session.commit()
         click.echo(
             f"saved {org.id} ({org.kind}, {org.delivery_mode}); agreement: {', '.join(org.allowed_fields) or '-'}"

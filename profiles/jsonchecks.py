@@ -7,6 +7,8 @@ R4 JSON representation (http://hl7.org/fhir/R4/json.html):
   A string of only whitespace is reported too: it carries no value either.
 - booleans are JSON `true`/`false` and integer/decimal are JSON numbers. fhir.resources
   (pydantic lax mode) coerces `"true"`, `"yes"`, `1`, `"5"` and `5.0`; `json_types` finds those.
+  date, dateTime, instant and time are JSON strings: pydantic also reads a number there as a Unix
+  timestamp (`"dateTime": 5`), which `json_types` reports too.
 
 Both walks are iterative: orjson accepts nesting up to 1024 levels, deeper than Python's
 default recursion limit.
@@ -14,6 +16,7 @@ default recursion limit.
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import typing
 from collections.abc import Iterator
@@ -135,14 +138,16 @@ _JSON_TYPE_RULES = {
     "bool": (lambda v: v is True or v is False, "true or false"),
     "int": (lambda v: type(v) is int, "a whole JSON number (not a string, boolean or decimal)"),
     "decimal": (lambda v: type(v) in (int, float), "a JSON number (not a string or boolean)"),
+    "temporal": (lambda v: type(v) is str, "a string (FHIR dates and times are not JSON numbers)"),
 }
+_TEMPORAL = (datetime.datetime, datetime.date, datetime.time)
 
 
 @cache
 def _field_specs(cls: type[Any]) -> dict[str, tuple[str, bool, Any]]:
     """Returns {json name: (kind, repeats, child model)} for the elements of a fhir.resources model.
 
-    kind is bool / int / decimal (JSON type checked), complex (walk into child), resource
+    kind is bool / int / decimal / temporal (JSON type checked), complex (walk into child), resource
     (walk into the class its resourceType names); other primitives are not listed.
     """
     specs: dict[str, tuple[str, bool, Any]] = {}
@@ -179,6 +184,8 @@ def _classify(annotation: Any) -> tuple[str | None, bool, Any]:
         return "int", repeats, None
     if tp is decimal.Decimal:
         return "decimal", repeats, None
+    if tp in _TEMPORAL:
+        return "temporal", repeats, None
     klass = getattr(tp, "get_model_klass", None)
     if klass is None or tp.__name__ == "FHIRPrimitiveExtensionType":
         return None, False, None

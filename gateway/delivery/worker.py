@@ -28,6 +28,7 @@ from audit.events import AuditContext, disclosure_event, system_event
 from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
+from gateway.errors import trace_without_messages
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
@@ -261,8 +262,9 @@ class WorkerThread(threading.Thread):
             while not self.stopping.is_set():
                 try:
                     run_once(self.engine, self.settings, http, lease=self.lease)
-                except Exception:
-                    log.exception("delivery loop error; continuing")
+                except Exception as exc:
+                    # Types and frames only: a message could quote packet content.
+                    log.error("delivery loop error; continuing\n%s", trace_without_messages(exc))
                 self.stopping.wait(self.interval)
 
     def stop(self) -> None:

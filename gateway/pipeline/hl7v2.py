@@ -21,18 +21,19 @@ from audit.events import AuditContext, system_event
 from gateway.auth.principal import Principal, Role
 from gateway.context import RequestContext
 from gateway.db import transaction
+from gateway.errors import trace_without_messages
 from gateway.models import Client, V2Message
 from gateway.pipeline import referrals
 from gateway.settings import Settings
 from mappings.v2 import V2Outcome, ack_for, process_v2
-from mappings.v2.parse import ERR_INTERNAL, V2Rejection
+from mappings.v2.parse import ERR_DATA_TYPE, ERR_DUPLICATE_KEY, ERR_INTERNAL, ERR_UNKNOWN_KEY, V2Rejection
 from profiles.outcomes import FhirError
 
 log = logging.getLogger("spgw.hl7v2")
-ERR_UNKNOWN_SENDER = "204"  # HL7 table 0357: unknown key identifier (here: an unregistered sender)
+ERR_UNKNOWN_SENDER = ERR_UNKNOWN_KEY  # HL7 table 0357 204: unknown key identifier (an unregistered sender)
 # HL7 table 0357 codes for what the FHIR pipeline refused: 102 data type error (the content broke a
 # profile rule), 205 duplicate key identifier (the referral identifier was already received).
-PIPELINE_ERR = {422: "102", 409: "205"}
+PIPELINE_ERR = {422: ERR_DATA_TYPE, 409: ERR_DUPLICATE_KEY}
 
 
 def parse_sources(spec: str) -> dict[str, str]:
@@ -122,13 +123,14 @@ def handle_message(
             return ack_for(outcome, raw, now=now).encode()
         return _accept(engine, settings, principal, outcome, raw, now, source_ip, request_id, correlation_id)
     except Exception as exc:  # a fault here must still answer the sender, never drop the connection
-        log.error("HL7 v2 handling failed: %s", type(exc).__name__, exc_info=exc)
+        # Types and frames only: an exception's message can quote the message content (names, NHS numbers).
+        log.error("HL7 v2 handling failed: %s\n%s", type(exc).__name__, trace_without_messages(exc))
         failed = outcome or V2Outcome("AR", None, None, None, None, None)
         internal = V2Outcome("AR", failed.parsed, None, None, failed.control_id, failed.sender)
         try:
             _audit(engine, audit_ctx, failed, "AR", "internal error")
-        except Exception:
-            log.exception("could not audit a failed HL7 v2 message")
+        except Exception as audit_exc:
+            log.error("could not audit a failed HL7 v2 message\n%s", trace_without_messages(audit_exc))
         return ack_for(internal, raw, now=now, text="The message could not be processed").encode()
 
 

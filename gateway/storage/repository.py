@@ -22,7 +22,7 @@ from sqlmodel import Session
 from gateway.auth.principal import Principal, Role
 from gateway.models import FhirResource, ResourceVersion, SearchToken, now_utc
 from gateway.storage.searchparams import SEARCH_PARAMS, index_tokens
-from profiles.outcomes import FhirError, Issue, bad_request, not_found
+from profiles.outcomes import FhirError, Issue, bad_request, forbidden, not_found
 
 # Prebuilt table-level statements: no ORM bookkeeping and no statement construction per row.
 _INSERT_RESOURCE = insert(FhirResource.__table__).returning(FhirResource.__table__.c.pk)  # type: ignore[attr-defined]
@@ -42,6 +42,10 @@ _FIND_BY_TOKEN = (
 )
 _FIND_BY_TOKEN_IN_TENANT = _FIND_BY_TOKEN.where(FhirResource.tenant == bindparam("tenant"))
 CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
+# A VCSE host knows a referral by its pseudonymous id only (DESIGN.md IG rule 3): its view of a Task
+# leaves out the element naming the patient, and it cannot search Tasks by patient.
+VCSE_HIDDEN_TASK_ELEMENTS = ("for",)
+VCSE_REFUSED_TASK_PARAMS = frozenset({"patient", "patient:identifier"})
 DATE_PREFIXES = ("ge", "le", "gt", "lt", "eq")
 
 
@@ -81,6 +85,15 @@ class Repository:
         if p.role is Role.IG_OFFICER:
             return true() if resource_type == "Consent" or self.ig_reads_clinical else false()
         return false()
+
+    def _shown(self, resource_type: str, content: str | bytes) -> dict[str, Any]:
+        """Returns a stored resource as this caller may see it (a VCSE host never sees who a Task is for)."""
+        resource: dict[str, Any] = orjson.loads(content)
+        p = self.principal
+        if p is not None and p.role is Role.VCSE and resource_type == "Task":
+            for element in VCSE_HIDDEN_TASK_ELEMENTS:
+                resource.pop(element, None)
+        return resource
 
     # -- writes --------------------------------------------------------------------------------
     # Writes go through Core statements (not ORM objects): a referral writes a dozen rows and
@@ -195,7 +208,7 @@ class Repository:
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         row = self._row(resource_type, resource_id)
-        return Stored(orjson.loads(row.content), row.version_id, row.tenant, row.pk)
+        return Stored(self._shown(resource_type, row.content), row.version_id, row.tenant, row.pk)
 
     def read_version(self, resource_type: str, resource_id: str, version: int) -> dict[str, Any]:
         row = self._row(resource_type, resource_id)
@@ -207,7 +220,7 @@ class Repository:
         )
         if found is None:
             raise not_found(f"{resource_type}/{resource_id} has no version {version}")
-        return orjson.loads(found)
+        return self._shown(resource_type, found)
 
     def find_by_token(self, resource_type: str, param: str, system: str, value: str) -> list[Stored]:
         """Returns visible resources whose `param` index holds exactly system|value (newest first).
@@ -246,6 +259,10 @@ class Repository:
                     expression=name,
                     code="not-supported",
                 )
+            if self.principal is not None and self.principal.role is Role.VCSE and name in VCSE_REFUSED_TASK_PARAMS:
+                raise forbidden(
+                    f"A VCSE host cannot search {resource_type} by '{name}': it knows referrals by referral id only"
+                )
             if param.type == "date":
                 conditions.append(_date_condition(name, raw))
             else:
@@ -258,7 +275,7 @@ class Repository:
             .limit(count + 1)
         )
         rows = list(self.session.execute(query))
-        items = [Stored(orjson.loads(c), v, t, pk) for c, v, t, pk in rows[:count]]
+        items = [Stored(self._shown(resource_type, c), v, t, pk) for c, v, t, pk in rows[:count]]
         return items, len(rows) > count
 
 

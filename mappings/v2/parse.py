@@ -34,6 +34,8 @@ ERR_TABLE_VALUE_NOT_FOUND = "103"
 ERR_UNSUPPORTED_MESSAGE_TYPE = "200"
 ERR_UNSUPPORTED_EVENT_CODE = "201"
 ERR_UNSUPPORTED_VERSION = "203"
+ERR_UNKNOWN_KEY = "204"
+ERR_DUPLICATE_KEY = "205"
 ERR_INTERNAL = "207"
 
 ERROR_TEXT = {
@@ -44,6 +46,8 @@ ERROR_TEXT = {
     ERR_UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     ERR_UNSUPPORTED_EVENT_CODE: "Unsupported event code",
     ERR_UNSUPPORTED_VERSION: "Unsupported version id",
+    ERR_UNKNOWN_KEY: "Unknown key identifier",
+    ERR_DUPLICATE_KEY: "Duplicate key identifier",
     ERR_INTERNAL: "Application internal error",
 }
 
