@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from sqlmodel import Session, select
 
 from audit import store as audit_store
 from audit.events import AuditContext, disclosure_event, system_event
+from gateway.context import RequestContext
 from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
@@ -32,6 +34,7 @@ from gateway.errors import trace_without_messages
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
+from gateway.storage.repository import Repository
 from mappings.packet import content_fields, restrict
 
 log = logging.getLogger("spgw.worker")
@@ -133,6 +136,8 @@ def _record_success(session: Session, row: OutboxMessage, sent: Claimed, now: da
             outcome=0,
             recorded=now,
         )
+    elif row.kind == "fhir-writeback":
+        event = _write_back_disclosure(session, row, sent, now)
     else:
         event = system_event(
             WORKER_CONTEXT,
@@ -168,26 +173,81 @@ def _record_failure(
     session.add(row)
 
 
-def _withdrawn(session: Session, item: Claimed, org: Organisation | None, now: datetime) -> tuple[str | None, Claimed]:
-    """Returns why a referral packet may no longer go (recalled, ceased, consent ended), or None, and
-    the message narrowed to the fields consent and the agreement still allow (they may have narrowed
-    since the packet was queued: IG rule 1 asks for permission per data category at the moment it leaves)."""
+@dataclass(frozen=True)
+class SendCheck:
+    """What the consent check at the moment of sending found."""
+
+    item: Claimed  # the message to send, narrowed to what may go now
+    why_not: str | None = None  # set when nothing may go
+    consent_ended: Referral | None = None  # the referral whose consent no longer permits this recipient
+
+
+def _write_back_disclosure(session: Session, row: OutboxMessage, sent: Claimed, now: datetime) -> dict[str, Any]:
+    """Returns the disclosure event for outcomes written back to the referrer's FHIR endpoint: about
+    whom (the NHS number the Bundle names), which referral, and which Observations (their identifiers),
+    so the IG disclosure report shows the write-back beside the packets (IG rule 5)."""
+    entries = [e["resource"] for e in orjson.loads(sent.body).get("entry", [])]
+    nhs = entries[0]["subject"]["identifier"]["value"]
+    first = entries[0]["identifier"][0]
+    [stored] = Repository(session, None).find_by_token("Observation", "identifier", first["system"], first["value"])
+    return disclosure_event(
+        WORKER_CONTEXT,
+        recipient_org=row.target,
+        patient_nhs=nhs,
+        referral_ref=stored.resource["basedOn"][0]["reference"],
+        packet_id=row.dedup_key,
+        fields=[f"Observation {e['identifier'][0]['value']}" for e in entries],
+        consent_ref=None,
+        outcome=0,
+        recorded=now,
+        kind="outcome-write-back",
+    )
+
+
+def _check_before_sending(session: Session, item: Claimed, org: Organisation | None, now: datetime) -> SendCheck:
+    """Returns whether a referral packet may still go (not recalled or ceased, consent in force), narrowed
+    to the fields consent and the agreement still allow (IG rule 1: permission per data category at the
+    moment data leaves)."""
     if item.kind != "referral":
-        return None, item
+        return SendCheck(item)
     packet = session.get(Packet, item.dedup_key)
     referral = session.get(Referral, packet.referral_id) if packet else None
     if packet is None or referral is None:
-        return "the packet no longer exists", item
+        return SendCheck(item, "the packet no longer exists")
     if packet.status in ("recalled", "ceased"):
-        return f"the packet was {packet.status}", item
+        return SendCheck(item, f"the packet was {packet.status}")
     decision = dispatch.current_decision(session, referral, packet.recipient, now)
     if not decision.permit:
-        return f"consent no longer permits it: {decision.reason}", item
+        return SendCheck(item, f"consent no longer permits it: {decision.reason}", consent_ended=referral)
     body = orjson.loads(item.body)
     narrowed = restrict(body, categories=decision.categories, allowed_fields=org.allowed_fields if org else ())
     if narrowed.body == body:
-        return None, item
-    return None, replace(item, body=orjson.dumps(narrowed.body).decode())
+        return SendCheck(item)
+    return SendCheck(replace(item, body=orjson.dumps(narrowed.body).decode()))
+
+
+def _withdraw(engine: Engine, settings: Settings, check: SendCheck) -> None:
+    """Closes a row that may not be sent; when consent ended (withdrawn or expired without any change on
+    record) the referral is reconsidered too: its packets ceased, its Task cancelled, cease notices queued."""
+    item, why_not = check.item, check.why_not or ""
+    ctx = RequestContext(engine, settings, None, None, None, settings.public_base_url or "")
+    with ctx.transaction() as session:
+        row = session.get(OutboxMessage, item.pk)
+        if row is None or row.status != "pending":
+            return
+        row.status, row.last_error, row.locked_until = "withdrawn", why_not[:500], None
+        session.add(row)
+        ctx.audit(
+            system_event(
+                WORKER_CONTEXT,
+                activity="delivery-withdrawn",
+                outcome=0,
+                description=f"{item.kind} {item.dedup_key} to {item.target} not sent: {why_not}",
+                recorded=datetime.now(UTC),
+            )
+        )
+        if check.consent_ended is not None:
+            dispatch.reconsider_patient(ctx, check.consent_ended.tenant, check.consent_ended.patient_nhs)
 
 
 def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Settings) -> bool:
@@ -198,24 +258,11 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
     """
     with Session(engine) as session:
         org = session.get(Organisation, item.target)
-        why_not, item = _withdrawn(session, item, org, datetime.now(UTC))
-    if why_not is not None:
-        with transaction(engine) as session:
-            row = session.get(OutboxMessage, item.pk)
-            if row is not None and row.status == "pending":
-                row.status, row.last_error, row.locked_until = "withdrawn", why_not[:500], None
-                session.add(row)
-                audit_store.append(
-                    session,
-                    system_event(
-                        WORKER_CONTEXT,
-                        activity="delivery-withdrawn",
-                        outcome=0,
-                        description=f"{item.kind} {item.dedup_key} to {item.target} not sent: {why_not}",
-                        recorded=datetime.now(UTC),
-                    ),
-                )
+        check = _check_before_sending(session, item, org, datetime.now(UTC))
+    if check.why_not is not None:
+        _withdraw(engine, settings, check)
         return False
+    item = check.item
     error: DeliveryError | None = None
     try:
         send(http, org, item, settings)

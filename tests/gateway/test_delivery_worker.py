@@ -22,10 +22,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from gateway.cli import main as spgw
+from gateway.context import RequestContext
 from gateway.db import transaction
 from gateway.delivery import worker
 from gateway.delivery.signing import PACKET_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from gateway.models import OutboxMessage, utc
+from gateway.models import OutboxMessage, Packet, utc
 from gateway.settings import Settings
 from tests.gateway.test_consent_flow import (
     FHIR_JSON,
@@ -276,6 +277,7 @@ def test_packet_whose_consent_expired_after_queueing_is_not_sent(
             return datetime.now(tz) + timedelta(days=2)
 
     monkeypatch.setattr(worker, "datetime", TwoDaysLater)
+    monkeypatch.setattr(RequestContext, "now", staticmethod(lambda: datetime.now(UTC) + timedelta(days=2)))
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
         route = mock.post(WEBHOOK).mock(return_value=httpx.Response(200))
         with httpx.Client() as http:
@@ -284,6 +286,12 @@ def test_packet_whose_consent_expired_after_queueing_is_not_sent(
     closed = _row(engine, row.dedup_key)
     assert closed.status == "withdrawn" and "not in force" in (closed.last_error or "")
     assert item.nhs not in (closed.last_error or "")
+    # the referral is reconsidered at once: packet ceased, Task cancelled, a cease notice queued
+    with Session(engine) as session:
+        packets = {p.kind: p.status for p in session.exec(select(Packet).where(Packet.referral_id == item.referral_id))}
+        queued_kinds = [r.kind for r in session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending"))]
+    assert packets == {"referral": "ceased", "cease": "new"}
+    assert queued_kinds == ["cease"]
 
 
 def test_category_withdrawn_after_queueing_is_left_out_of_the_webhook(queued, engine, settings, client, token_for):
@@ -337,3 +345,52 @@ def test_a_delivered_webhook_is_audited_as_a_disclosure_of_exactly_the_fields_se
     body = json.loads(route.calls.last.request.content)
     sent = sorted(f"{group}.{name}" for group in ("person", "referral") for name in body.get(group, {}))
     assert sent and _disclosed_fields(engine, queued.packet_id) == sent
+
+
+def test_outcomes_written_back_to_the_gp_appear_in_the_patients_disclosure_report(
+    client, token_for, engine, settings
+) -> None:
+    """IG rule 5: the write-back of outcomes to the referrer is a disclosure about the patient too."""
+    from tests.profiles.gp_message import referral_bundle
+
+    endpoint = "https://gp.example.nhs.uk/fhir"
+    admin = client.put(
+        "/admin/v1/organisations/A81001",
+        headers=token_for("demo-admin"),
+        json={"name": "Riverside Surgery", "kind": "gp-practice", "fhir_endpoint": endpoint},
+    )
+    assert admin.status_code == 200, admin.text
+    nhs = nhs_number(2300)
+    posted = client.post(
+        "/fhir/$process-message",
+        json=referral_bundle(nhs, "A81001", "8VC01", "WB-AUDIT", ["8VC01"]),
+        headers=token_for("demo-gp", **FHIR_JSON),
+    )
+    assert posted.status_code == 200, posted.text
+    [packet] = client.get("/vcse/v1/referrals", headers=token_for("demo-vcse")).json()["referrals"]
+    rid = packet["referral_id"]
+    assert (
+        client.post(
+            f"/vcse/v1/referrals/{rid}/status", json={"status": "accepted"}, headers=token_for("demo-vcse")
+        ).status_code
+        == 200
+    )
+    outcome = {
+        "submission_id": "wb-1",
+        "recorded_at": "2026-11-22T10:00:00Z",
+        "stage": "baseline",
+        "pam": {"level": 2, "score": 51.0},
+    }
+    assert (
+        client.post(f"/vcse/v1/referrals/{rid}/outcomes", json=outcome, headers=token_for("demo-vcse")).status_code
+        == 201
+    )
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
+        mock.post(endpoint).mock(
+            return_value=httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response"})
+        )
+        with httpx.Client() as http:
+            assert worker.run_once(engine, settings, http) == 1
+    report = client.get(f"/ig/v1/patients/{nhs}/disclosures", headers=token_for("demo-ig")).json()
+    to_gp = [d for d in report["disclosures"] if d["recipient_org"] == "A81001"]
+    assert len(to_gp) == 1 and to_gp[0]["fields"] and all("wb-1/" in f for f in to_gp[0]["fields"])
