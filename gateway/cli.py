@@ -114,7 +114,8 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: i
         click.echo("Delivery worker running in the background.")
         bound = start_mllp(engine, settings, host, mllp_port if mllp_port is not None else DEFAULT_MLLP_PORT)
         click.echo(f"MLLP listener on {host} port {bound} (demo sender MSH-3 DEMOSENDER, MSH-4 DEMO)")
-        click.echo(f"Try:  TOKEN=$(spgw token demo-gp --url {base} --data-dir {settings.data_dir})")
+        spgw = sys.argv[0] if Path(sys.argv[0]).name == "spgw" else "spgw"  # the command as it was run
+        click.echo(f"Try:  TOKEN=$({spgw} token demo-gp --url {base} --data-dir {settings.data_dir})")
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
         click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
