@@ -41,6 +41,9 @@ class Decision:
     categories: frozenset[str]
     consent_id: str | None
     reason: str
+    # True when the recipient was named only by Consents whose period has run out: a host told to
+    # stop gets "consent-expired" rather than "consent-withdrawn".
+    lapsed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def decide(
             notes.append(note)
     if not readings:
         why = f"no active consent names {recipient} as a recipient"
-        return Decision(False, frozenset(), None, f"{why} ({notes[0]})" if notes else why)
+        lapsed = bool(notes) and all(n.endswith(_OUT_OF_PERIOD) for n in notes)
+        return Decision(False, frozenset(), None, f"{why} ({notes[0]})" if notes else why, lapsed=lapsed)
     return _fold(sorted(readings, key=lambda r: r.order), recipient=recipient, requested=requested)
 
 
@@ -140,6 +144,9 @@ def _fold(readings: list[_Reading], *, recipient: str, requested: frozenset[str]
     return Decision(False, frozenset(), None, f"no active consent names {recipient} as a recipient")
 
 
+_OUT_OF_PERIOD = "is not in force now (provision.period)"
+
+
 def _read(
     consent: dict[str, Any], *, recipient: str, purpose: str, now: datetime
 ) -> tuple[_Reading | None, str | None]:
@@ -166,7 +173,7 @@ def _read(
         return unused(f"is {consent.get('status') or 'without a status'}")
     in_period = _period_state(provision.get("period"), now)
     if in_period is False or (in_period is None and kind == "permit"):
-        return unused("is not in force now (provision.period)")
+        return unused(_OUT_OF_PERIOD)
     if not _allows_disclose(provision):
         return unused("does not cover disclosure (provision.action)")
     if not _covers_purpose(provision, purpose):

@@ -238,8 +238,9 @@ def reconsider_patient(ctx: RequestContext, tenant: str, nhs: str) -> None:
             assert referral.recipient is not None
             decision = decide_for(ctx, referral, referral.recipient)
             if not decision.permit:
+                reason = "consent-expired" if decision.lapsed else "consent-withdrawn"
                 for packet in live:
-                    _notify(ctx, packet, "cease", "consent-withdrawn", "ceased")
-                update_task(ctx, referral, status="cancelled", reason=f"Consent withdrawn: {decision.reason}")
+                    _notify(ctx, packet, "cease", reason, "ceased")
+                update_task(ctx, referral, status="cancelled", reason=f"Consent ended: {decision.reason}")
         elif task_of(ctx, referral).resource.get("status") == "on-hold":
             offer(ctx, referral)

@@ -33,17 +33,42 @@ NHS = "9999999468"
 BARS_CONS01: dict[str, Any] = {
     "resourceType": "Consent",
     "id": "8fc39b95-89a6-45fb-914f-1458a10e9e14",
-    "meta": {"lastUpdated": "2021-11-26T15:00:00+00:00",
-             "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"]},
+    "meta": {
+        "lastUpdated": "2021-11-26T15:00:00+00:00",
+        "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"],
+    },
     "status": "active",
-    "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                          "code": "patient-privacy", "display": "Privacy Consent"}]},
-    "category": [{"coding": [{"system": "https://fhir.nhs.uk/CodeSystem/consent-categories-bars",
-                              "code": "DRC", "display": "Direct Care"}]}],
+    "scope": {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "patient-privacy",
+                "display": "Privacy Consent",
+            }
+        ]
+    },
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "https://fhir.nhs.uk/CodeSystem/consent-categories-bars",
+                    "code": "DRC",
+                    "display": "Direct Care",
+                }
+            ]
+        }
+    ],
     "patient": {"reference": "urn:uuid:9589fb37-87a2-48d8-968f-b371429208a8"},
     "dateTime": "2021-11-26",
-    "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                               "code": "IMPLIED", "display": "implied consent"}]},
+    "policyRule": {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                "code": "IMPLIED",
+                "display": "implied consent",
+            }
+        ]
+    },
 }
 
 # UK Core example UKCore-Consent-ForInformationAccess-Example (HL7 UK, Apache-2.0), copied from
@@ -52,48 +77,86 @@ UKCORE_INFORMATION_ACCESS: dict[str, Any] = {
     "resourceType": "Consent",
     "id": "UKCore-Consent-ForInformationAccess-Example",
     "status": "active",
-    "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                          "code": "patient-privacy", "display": "Privacy Consent"}]},
-    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                              "code": "INFA", "display": "information access"}]}],
+    "scope": {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "patient-privacy",
+                "display": "Privacy Consent",
+            }
+        ]
+    },
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "INFA",
+                    "display": "information access",
+                }
+            ]
+        }
+    ],
     "patient": {"reference": "Patient/UKCore-Patient-RichardSmith-Example"},
     "dateTime": "2019-12-10T11:15:00+00:00",
     "performer": [{"reference": "Practitioner/UKCore-Practitioner-DoctorPaulRastall-Example"}],
     "organization": [{"reference": "Organization/UKCore-Organization-WhiteRoseMedicalCentre-Example"}],
-    "policy": [{"authority": "https://www.exampleauthority.nhs.uk",
-                "uri": "https://www.exampleauthority.nhs.uk/policies/ukcore-policy-example-v1.0"}],
-    "provision": {"purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                               "code": "GOV", "display": "government"}]},
+    "policy": [
+        {
+            "authority": "https://www.exampleauthority.nhs.uk",
+            "uri": "https://www.exampleauthority.nhs.uk/policies/ukcore-policy-example-v1.0",
+        }
+    ],
+    "provision": {
+        "purpose": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "GOV", "display": "government"}
+        ]
+    },
 }
 
 
 def harness_consent(patient_ref: str, nhs: str, orgs: list[str], status: str = "active") -> dict[str, Any]:
     """The Consent an outside GP system sends, as ../shared/contract/harness.py `consent()` writes it."""
-    return {"resourceType": "Consent", "status": status,
-            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                  "code": "patient-privacy"}]},
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0",
-                                      "display": "Patient Consent"}]}],
-            "patient": {"reference": patient_ref,
-                        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
-            "dateTime": "2026-11-20T10:00:00+00:00",
-            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                       "code": "OPTIN"}]},
-            "provision": {"type": "permit", "period": {"start": "2026-11-20"},
-                          "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                                       "code": "TREAT"}],
-                          "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction",
-                                                  "code": "disclose"}]}],
-                          "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                                          "code": "IRCP"}]},
-                                     "reference": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code",
-                                                                  "value": o}}}
-                                    for o in orgs]}}
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}],
+        "patient": {
+            "reference": patient_ref,
+            "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs},
+        },
+        "dateTime": "2026-11-20T10:00:00+00:00",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {
+            "type": "permit",
+            "period": {"start": "2026-11-20"},
+            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}],
+            "action": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "disclose"}]}
+            ],
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}
+                        ]
+                    },
+                    "reference": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": o}},
+                }
+                for o in orgs
+            ],
+        },
+    }
 
 
 def ircp(value: str, system: str = ODS_CODE) -> dict[str, Any]:
-    return {"role": {"coding": [{"system": V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
-            "reference": {"identifier": {"system": system, "value": value}}}
+    return {
+        "role": {"coding": [{"system": V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
+        "reference": {"identifier": {"system": system, "value": value}},
+    }
 
 
 def codes(*categories: str) -> list[dict[str, Any]]:
@@ -120,7 +183,9 @@ def consent(
         body["type"] = kind
     body.update(provision)
     out: dict[str, Any] = {
-        "resourceType": "Consent", "id": cid, "status": status,
+        "resourceType": "Consent",
+        "id": cid,
+        "status": status,
         "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
         "patient": {"reference": "Patient/p1"},
@@ -132,10 +197,10 @@ def consent(
     return out
 
 
-def ask(consents: list[dict[str, Any]], recipient: str = HOST_A, *, categories: Any = ALL_CATEGORIES,
-        now: datetime = NOW) -> Decision:
-    return decide(consents, recipient=recipient, purpose=SOCIAL_PRESCRIBING_PURPOSE,
-                  categories=categories, now=now)
+def ask(
+    consents: list[dict[str, Any]], recipient: str = HOST_A, *, categories: Any = ALL_CATEGORIES, now: datetime = NOW
+) -> Decision:
+    return decide(consents, recipient=recipient, purpose=SOCIAL_PRESCRIBING_PURPOSE, categories=categories, now=now)
 
 
 def test_no_consent_on_record_denies_with_a_plain_reason() -> None:
@@ -176,6 +241,13 @@ def test_period_end_is_exclusive_so_an_expired_consent_denies() -> None:
     expired = ask([ends], now=NOW)
     assert not expired.permit
     assert "Consent/c1 is not in force now" in expired.reason
+    assert expired.lapsed  # ended by its period, not withdrawn: the host is told "consent-expired"
+
+
+def test_a_withdrawn_consent_is_not_a_lapsed_one() -> None:
+    withdrawn = consent(ircp(HOST_A), status="inactive")
+    decision = ask([withdrawn])
+    assert not decision.permit and not decision.lapsed
 
 
 def test_period_start_is_inclusive_so_a_future_consent_denies_until_then() -> None:
@@ -347,8 +419,9 @@ def test_recipient_may_be_named_by_an_organization_reference_with_its_id(referen
     assert ask([consent(actor)]).permit
 
 
-@pytest.mark.parametrize("reference", ["urn:uuid:5f0e6a4c-0000-4000-8000-000000000001",
-                                       "Organization/8VC011", "Practitioner/8VC01"])
+@pytest.mark.parametrize(
+    "reference", ["urn:uuid:5f0e6a4c-0000-4000-8000-000000000001", "Organization/8VC011", "Practitioner/8VC01"]
+)
 def test_a_reference_that_does_not_end_in_the_organisation_id_names_nobody(reference: str) -> None:
     actor = {"role": ircp(HOST_A)["role"], "reference": {"reference": reference}}
     assert not ask([consent(actor)]).permit
@@ -376,8 +449,13 @@ def test_named_recipients_reads_the_ircp_actors_of_the_root_provision() -> None:
 def test_withdrawn_recipients_are_those_that_lose_every_category() -> None:
     before = [consent(ircp(HOST_A), ircp(HOST_B), cid="yes")]
     withdraw_a = consent(ircp(HOST_A), cid="no-a", kind="deny", recorded="2026-11-21T08:00:00+00:00")
-    narrow_b = consent(ircp(HOST_B), cid="narrow-b", kind="deny", recorded="2026-11-21T08:00:00+00:00",
-                       code=codes(DataCategory.SAFEGUARDING.value))
+    narrow_b = consent(
+        ircp(HOST_B),
+        cid="narrow-b",
+        kind="deny",
+        recorded="2026-11-21T08:00:00+00:00",
+        code=codes(DataCategory.SAFEGUARDING.value),
+    )
     after = [*before, withdraw_a, narrow_b]
     assert withdrawn_recipients(before, after, now=NOW) == {HOST_A}
 

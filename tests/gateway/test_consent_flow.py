@@ -305,7 +305,7 @@ def test_withdrawal_after_delivery_ceases_and_stops_disclosure(client, token_for
 
     task = task_for(client, token_for, stored["ServiceRequest"]["id"])
     assert task["status"] == "cancelled"
-    assert "Consent withdrawn" in task["statusReason"]["text"]
+    assert "Consent ended" in task["statusReason"]["text"]
 
     # No later disclosure: the notice goes out, nothing else does, and a new referral is held.
     later = _deliver_all(app, settings)

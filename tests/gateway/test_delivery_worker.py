@@ -292,6 +292,9 @@ def test_packet_whose_consent_expired_after_queueing_is_not_sent(
         queued_kinds = [r.kind for r in session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending"))]
     assert packets == {"referral": "ceased", "cease": "new"}
     assert queued_kinds == ["cease"]
+    with Session(engine) as session:
+        [notice] = session.exec(select(Packet).where(Packet.referral_id == item.referral_id, Packet.kind == "cease"))
+    assert notice.body["reason"] == "consent-expired"
 
 
 def test_category_withdrawn_after_queueing_is_left_out_of_the_webhook(queued, engine, settings, client, token_for):
