@@ -532,6 +532,23 @@ def orgs_put(
         click.echo(f"webhook secret (shown once, give it to the host): {secret}")
 
 
+@orgs.command("rotate-secret")
+@click.argument("org_id")
+@data_dir_option
+def orgs_rotate_secret(org_id: str, data_dir: Path | None) -> None:
+    """Give a webhook host a new signing secret (printed once; the old one stops verifying at once)."""
+    from gateway.organisations import rotate_webhook_secret
+
+    with _session(data_dir) as session:
+        try:
+            secret = rotate_webhook_secret(session, org_id)
+        except (LookupError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        _audit_change(session, "admin-rotate-webhook-secret", f"organisation {org_id}: webhook secret rotated")
+        session.commit()
+    click.echo(f"new webhook secret for {org_id} (shown once, give it to the host): {secret}")
+
+
 @orgs.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_option

@@ -58,6 +58,19 @@ def upsert_organisation(
     return org, new_secret
 
 
+def rotate_webhook_secret(session: Session, org_id: str) -> str:
+    """Returns a new webhook signing secret for a webhook host (the old one stops verifying at once)."""
+    org = session.get(Organisation, org_id)
+    if org is None:
+        raise LookupError(f"organisation {org_id} is not registered")
+    if org.delivery_mode != "webhook":
+        raise ValueError(f"{org_id} is not a webhook host, so it has no webhook secret")
+    org.webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+    session.add(org)
+    session.flush()
+    return org.webhook_secret
+
+
 def public_view(org: Organisation) -> dict[str, Any]:
     """Returns what the admin API shows of an organisation (never its webhook secret)."""
     return {

@@ -15,7 +15,7 @@ from gateway.context import RequestContext
 from gateway.delivery import worker
 from gateway.deps import requires
 from gateway.http import JsonResponse
-from gateway.organisations import list_organisations, public_view, upsert_organisation
+from gateway.organisations import list_organisations, public_view, rotate_webhook_secret, upsert_organisation
 from profiles.outcomes import FhirError, Issue, not_found
 
 router = APIRouter(prefix="/admin/v1", tags=["Administration"])
@@ -84,6 +84,22 @@ def put_organisation(
     if secret:
         view["webhook_secret"] = secret
     return JsonResponse(view)
+
+
+@router.post("/organisations/{org_id}/rotate-secret", name="admin.rotate-webhook-secret")
+def rotate_secret(
+    org_id: str, ctx: RequestContext = Depends(requires("Organization", "u", "admin-rotate-webhook-secret"))
+) -> JsonResponse:
+    """A new webhook signing secret for a webhook host, shown once in this answer."""
+    with ctx.transaction() as session:
+        try:
+            secret = rotate_webhook_secret(session, org_id)
+        except LookupError:
+            raise not_found(f"organisation {org_id} is not registered") from None
+        except ValueError as exc:
+            raise FhirError(409, [Issue("business-rule", str(exc), "delivery_mode")]) from None
+        _audit(ctx, "admin-rotate-webhook-secret", f"organisation {org_id}: webhook secret rotated")
+    return JsonResponse({"id": org_id, "webhook_secret": secret})
 
 
 @router.get("/clients", name="admin.list-clients")

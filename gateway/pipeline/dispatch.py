@@ -124,9 +124,12 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
     org = ctx.session.get(Organisation, recipient)
     if org is None or org.kind != "vcse" or not org.active:
         return TaskState("on-hold", reason=f"{recipient} is not a registered, active VCSE host on this gateway")
-    if service_request is None and ctx.session.exec(
-        select(Packet.packet_id).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
-    ).first():
+    if (
+        service_request is None
+        and ctx.session.exec(
+            select(Packet.packet_id).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
+        ).first()
+    ):
         return None
     decision = decide_for(ctx, referral, recipient)
     if not decision.permit:

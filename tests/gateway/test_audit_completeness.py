@@ -48,6 +48,7 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/vcse/v1/schema/referral-packet"): (None, APPLICATION),
     ("GET", "/admin/v1/organisations"): ("demo-admin", APPLICATION),
     ("PUT", "/admin/v1/organisations/{org_id}"): ("demo-admin", APPLICATION),
+    ("POST", "/admin/v1/organisations/{org_id}/rotate-secret"): ("demo-admin", APPLICATION),
     ("GET", "/admin/v1/clients"): ("demo-admin", APPLICATION),
     ("POST", "/admin/v1/clients"): ("demo-admin", APPLICATION),
     ("POST", "/admin/v1/clients/{client_id}/disable"): ("demo-admin", APPLICATION),

@@ -397,3 +397,25 @@ def test_outcomes_written_back_to_the_gp_appear_in_the_patients_disclosure_repor
     report = client.get(f"/ig/v1/patients/{nhs}/disclosures", headers=token_for("demo-ig")).json()
     to_gp = [d for d in report["disclosures"] if d["recipient_org"] == "A81001"]
     assert len(to_gp) == 1 and to_gp[0]["fields"] and all("wb-1/" in f for f in to_gp[0]["fields"])
+
+
+def test_after_the_admin_rotates_the_secret_webhooks_are_signed_with_the_new_one(
+    queued, engine, settings, client, token_for
+) -> None:
+    rotated = client.post("/admin/v1/organisations/8VC01/rotate-secret", headers=token_for("demo-admin"))
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["webhook_secret"]
+    assert new_secret != queued.secret
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
+        route = mock.post(WEBHOOK).mock(return_value=httpx.Response(201))
+        with httpx.Client() as http:
+            assert worker.run_once(engine, settings, http) == 1
+    request = route.calls.last.request
+    assert verify(new_secret, request.content, dict(request.headers))
+    assert not verify(queued.secret, request.content, dict(request.headers))
+    assert (
+        client.post("/admin/v1/organisations/A81001/rotate-secret", headers=token_for("demo-admin")).status_code == 409
+    )
+    assert (
+        client.post("/admin/v1/organisations/NOPE1/rotate-secret", headers=token_for("demo-admin")).status_code == 404
+    )
