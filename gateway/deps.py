@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Request
-from sqlmodel import Session
+from sqlalchemy import select
 
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import verify_access_token
@@ -34,11 +34,14 @@ def authenticate(request: Request, state: AppState) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("This endpoint needs an access token: 'Authorization: Bearer <token>' (see /oauth2/token)")
-    principal = verify_access_token(state.token_keys, token.strip(), issuer=base_url(request, state))
-    with Session(state.engine) as session:
-        client = session.get(Client, principal.client_id)
-        if client is None or not client.active:
-            raise unauthorized("The client this token was issued to is disabled or unknown")
+    principal = verify_access_token(
+        state.token_keys, token.strip(), issuer=base_url(request, state), cache=state.verified_tokens
+    )
+    # Asked on every request (a disabled client stops at once), as one autocommit read: no write lock.
+    with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        active = conn.execute(select(Client.active).where(Client.client_id == principal.client_id)).scalar()
+    if not active:
+        raise unauthorized("The client this token was issued to is disabled or unknown")
     user = request.headers.get("x-end-user") or None
     return Principal(principal.client_id, principal.organisation, principal.role, principal.scopes, user)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from gateway.auth.keys import TokenKeys
+from gateway.auth.tokens import VerifiedTokens
 from gateway.settings import Settings
 
 
@@ -15,3 +16,4 @@ class AppState:
     settings: Settings
     engine: Engine
     token_keys: TokenKeys
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
