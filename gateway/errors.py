@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
@@ -83,10 +84,8 @@ def audit_failure(request: Request, error: FhirError) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def on_fhir_error(request: Request, exc: FhirError):  # type: ignore[no-untyped-def]
-        from starlette.concurrency import run_in_threadpool
-
-        audit_failure_call = run_in_threadpool(audit_failure, request, exc)
-        await audit_failure_call
+        # The audit write is database work: run it off the event loop.
+        await run_in_threadpool(audit_failure, request, exc)
         return outcome_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -28,17 +28,6 @@ router = APIRouter(prefix="/fhir")
 READABLE = ("ServiceRequest", "Patient", "Task", "Observation", "Consent")
 
 
-def _nhs_in(resource: dict[str, Any]) -> str | None:
-    for element in ("subject", "for", "patient"):
-        ident = (resource.get(element) or {}).get("identifier") or {}
-        if ident.get("system") == systems.NHS_NUMBER:
-            return ident.get("value")
-    for ident in resource.get("identifier") or []:
-        if ident.get("system") == systems.NHS_NUMBER and resource.get("resourceType") == "Patient":
-            return ident.get("value")
-    return None
-
-
 def _audit_rest(ctx: RequestContext, interaction: str, rtype: str, rid: str | None, nhs: str | None, text: str) -> None:
     ctx.audit(
         rest_event(
@@ -65,7 +54,7 @@ def _add_read_routes(rtype: str) -> None:
     def read(resource_id: str, ctx: RequestContext = Depends(requires(rtype, "r", "read"))) -> FhirResponse:
         with ctx.transaction():
             stored = ctx.repo().read(rtype, resource_id)
-            _audit_rest(ctx, "read", rtype, resource_id, _nhs_in(stored.resource), f"{rtype} read")
+            _audit_rest(ctx, "read", rtype, resource_id, referrals.patient_nhs_of(stored.resource), f"{rtype} read")
         return resource_response(stored)
 
     def vread(
@@ -75,7 +64,9 @@ def _add_read_routes(rtype: str) -> None:
             raise bad_request(f"'{version}' is not a version number", expression="_history")
         with ctx.transaction():
             body = ctx.repo().read_version(rtype, resource_id, int(version))
-            _audit_rest(ctx, "vread", rtype, resource_id, _nhs_in(body), f"{rtype} version {version} read")
+            _audit_rest(
+                ctx, "vread", rtype, resource_id, referrals.patient_nhs_of(body), f"{rtype} version {version} read"
+            )
         return FhirResponse(body, headers={"ETag": f'W/"{version}"'})
 
     def search(request: Request, ctx: RequestContext = Depends(requires(rtype, "s", "search-type"))) -> FhirResponse:
@@ -213,5 +204,12 @@ def service_request_everything(
         ):
             found, _ = repo.search(rtype, [(param, value)], count=ctx.settings.page_size_max, offset=0)
             items.extend(found)
-        _audit_rest(ctx, "operation", "ServiceRequest", resource_id, _nhs_in(sr.resource), "$everything for a referral")
+        _audit_rest(
+            ctx,
+            "operation",
+            "ServiceRequest",
+            resource_id,
+            referrals.patient_nhs_of(sr.resource),
+            "$everything for a referral",
+        )
     return FhirResponse(searchset(ctx, "ServiceRequest", items, [], len(items) or 1, 0, False))

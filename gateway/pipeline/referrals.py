@@ -354,7 +354,7 @@ def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
             resource_type="ServiceRequest",
             resource_id=current.resource["id"],
             outcome=0,
-            patient_nhs=_nhs_of(current.resource),
+            patient_nhs=patient_nhs_of(current.resource),
             description=f"Referral cancelled by the referrer (status {status})",
             recorded=ctx.now(),
         )
@@ -363,11 +363,16 @@ def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
     return [updated, *([task] if task else [])]
 
 
-def _nhs_of(resource: dict[str, Any]) -> str | None:
+def patient_nhs_of(resource: dict[str, Any]) -> str | None:
+    """Returns the NHS number a stored resource is about (its subject, for or patient; a Patient's own)."""
     for element in ("subject", "for", "patient"):
         ident = (resource.get(element) or {}).get("identifier") or {}
         if ident.get("system") == systems.NHS_NUMBER:
             return ident.get("value")
+    if resource.get("resourceType") == "Patient":
+        for ident in resource.get("identifier") or []:
+            if ident.get("system") == systems.NHS_NUMBER:
+                return ident.get("value")
     return None
 
 
