@@ -4,6 +4,9 @@ the search parameters the repository really indexes (route names are `<Resource>
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,6 +21,12 @@ from gateway.storage.searchparams import SEARCH_PARAMS
 
 router = APIRouter(prefix="/fhir")
 
+# CapabilityStatement.date: when this statement (this running server's build of it) came to be.
+STARTED = datetime.now(UTC)
+try:
+    VERSION = package_version("sp-gateway")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0+unknown"
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 OPERATION_DEFINITIONS = {
     "process-message": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
@@ -73,10 +82,10 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-23",
+        "date": STARTED.isoformat(timespec="seconds"),
         "publisher": "sp-gateway",
         "kind": "instance",
-        "software": {"name": "sp-gateway"},
+        "software": {"name": "sp-gateway", "version": VERSION},
         "implementation": {
             "description": "Social prescribing interoperability gateway",
             "url": f"{base_url}/fhir",
