@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 
 from gateway.delivery.signing import PACKET_ID_HEADER, verify
+from tests.support.loopback_server import LoopbackServer
 
 
 @dataclass
@@ -45,7 +46,9 @@ class CrmState:
     accepted: list[str] = field(default_factory=list)  # referral ids accepted through the gateway
 
 
-class CrmSimulator:
+class CrmSimulator(LoopbackServer):
+    path = "/webhook"
+
     """Starts on a port the OS chooses; `url` is the webhook URL to register for the host.
 
     `secret` may be set after start (the admin API shows the webhook secret only once, in the
@@ -66,29 +69,7 @@ class CrmSimulator:
         self.gateway_url = gateway_url
         self.token = token
         self.state = CrmState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="crm-simulator", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/webhook"
-
-    def start(self) -> CrmSimulator:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> CrmSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__("crm-simulator")
 
     # --- what the tests read ---
 
@@ -100,14 +81,6 @@ class CrmSimulator:
     def distinct(self) -> dict[str, Received]:
         with self.state.lock:
             return dict(self.state.packets)
-
-    def wait_for(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """Polls `condition` until it holds; fails with `what` after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; errors: {self.state.errors}")
-            time.sleep(0.05)
 
     # --- the receiver ---
 

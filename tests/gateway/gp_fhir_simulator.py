@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
+
+from tests.support.loopback_server import LoopbackServer
 
 FHIR_JSON = "application/fhir+json"
 
@@ -66,35 +66,15 @@ class Refused(Exception):
     """A transaction the simulator will not apply: 400 with this text as the OperationOutcome diagnostics."""
 
 
-class GpFhirSimulator:
+class GpFhirSimulator(LoopbackServer):
+    path = "/fhir"
+
     """Starts on a port the OS chooses; `url` is the FHIR base to register as the practice's fhir_endpoint."""
 
     def __init__(self, *, lose_responses: int = 0) -> None:
         self.lose_responses = lose_responses
         self.state = GpState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gp-fhir-simulator", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/fhir"
-
-    def start(self) -> GpFhirSimulator:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> GpFhirSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__("gp-fhir-simulator")
 
     # --- what the tests read ---
 
@@ -105,14 +85,6 @@ class GpFhirSimulator:
     def observations(self) -> dict[str, dict[str, Any]]:
         with self.state.lock:
             return dict(self.state.observations)
-
-    def wait_for(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """Polls `condition` until it holds; fails with `what` after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; errors: {self.state.errors}")
-            time.sleep(0.05)
 
     # --- the FHIR server ---
 
