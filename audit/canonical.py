@@ -41,7 +41,50 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def _check(obj: Any) -> None:
-    """Walks the value once, iteratively, and refuses what orjson would accept but JSON cannot say."""
+    """Refuses what orjson would accept but JSON cannot say (the message names the first such value)."""
+    if not _acceptable(obj):
+        _refuse(obj)
+
+
+def _acceptable(obj: Any) -> bool:
+    """True when `_refuse` would find nothing: the same walk without building a path for every value
+    (exact types first, the common case; subclasses go through the isinstance tests)."""
+    stack: list[Any] = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is dict:
+            for key in value:
+                if not isinstance(key, str):
+                    return False
+            stack.extend(value.values())
+            continue
+        if kind is list:
+            stack.extend(value)
+            continue
+        if isinstance(value, str | bool | int):
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+            continue
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    return False
+            stack.extend(value.values())
+            continue
+        if isinstance(value, list | tuple):
+            stack.extend(value)
+            continue
+        return False
+    return True
+
+
+def _refuse(obj: Any) -> None:
+    """Walks the value once, iteratively, and raises for the first value JSON cannot say."""
     stack: list[tuple[Any, str]] = [(obj, "$")]
     while stack:
         value, path = stack.pop()

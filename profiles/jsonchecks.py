@@ -33,6 +33,8 @@ def empty_values(resource: dict[str, Any], root: str) -> list[Issue]:
 
     Issues come in document order.
     """
+    if _no_empty_values(resource):
+        return []  # the usual case, found without building a FHIRPath for every element
     issues: list[Issue] = []
     # depth-first without recursion: a stack of (remaining children, FHIRPath, nulls allowed)
     stack: list[tuple[Iterator[tuple[Any, Any, Any]], str, bool]] = [(_members(resource), root, False)]
@@ -73,6 +75,28 @@ def empty_values(resource: dict[str, Any], root: str) -> list[Issue]:
     return issues
 
 
+def _no_empty_values(resource: dict[str, Any]) -> bool:
+    """True when no value below `resource` is null, empty or only whitespace (then `empty_values` finds nothing).
+
+    False means "look closer", not "invalid": `empty_values` allows some nulls and ignores resourceType.
+    """
+    stack: list[dict[str, Any] | list[Any]] = [resource]
+    while stack:
+        node = stack.pop()
+        for value in node.values() if isinstance(node, dict) else node:
+            kind = type(value)
+            if kind is str:
+                if not value or value.isspace():
+                    return False
+            elif kind is dict or kind is list:
+                if not value:
+                    return False
+                stack.append(value)
+            elif value is None:
+                return False
+    return True
+
+
 def json_types(resource: dict[str, Any], root: str) -> list[Issue]:
     """Returns one issue (code invalid) per boolean, integer or decimal not given as its JSON type.
 
@@ -80,8 +104,8 @@ def json_types(resource: dict[str, Any], root: str) -> list[Issue]:
     """
     rt = resource.get("resourceType")
     top = model_class(rt) if isinstance(rt, str) else None
-    if top is None:
-        return []
+    if top is None or _json_types_ok(resource, top):
+        return []  # the usual case, found without building a FHIRPath for every element
     issues: list[Issue] = []
     # (value, kind, child model, FHIRPath)
     stack: list[tuple[Any, str, Any, str]] = [(resource, "complex", top, root)]
@@ -112,6 +136,36 @@ def json_types(resource: dict[str, Any], root: str) -> list[Issue]:
                 children.append((item, child_kind, child_cls, f"{path}.{key}"))
         stack.extend(reversed(children))
     return issues
+
+
+def _json_types_ok(resource: dict[str, Any], top: Any) -> bool:
+    """True when `json_types` would find nothing: its walk without the FHIRPaths, stopping at the first wrong type."""
+    stack: list[tuple[Any, str, Any]] = [(resource, "complex", top)]
+    while stack:
+        value, kind, cls = stack.pop()
+        rule = _JSON_TYPE_RULES.get(kind)
+        if rule:
+            if value is not None and not rule[0](value):
+                return False
+            continue
+        if not isinstance(value, dict):
+            continue
+        if kind == "resource":
+            rt = value.get("resourceType")
+            cls = model_class(rt) if isinstance(rt, str) else None
+            if cls is None:
+                continue
+        specs = _field_specs(cls)
+        for key, item in value.items():
+            spec = specs.get(key)
+            if spec is None:
+                continue
+            child_kind, repeats, child_cls = spec
+            if repeats and isinstance(item, list):
+                stack.extend((v, child_kind, child_cls) for v in item)
+            else:
+                stack.append((item, child_kind, child_cls))
+    return True
 
 
 def _has_partner(node: dict[str, Any], key: str) -> bool:

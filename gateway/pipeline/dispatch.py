@@ -13,18 +13,24 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import Row, bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from audit.events import consent_decision_event
 from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
-from gateway.models import Organisation, OutboxMessage, Packet, Referral
-from gateway.storage.repository import Repository, Stored
+from gateway.models import Organisation, OutboxMessage, Packet, Referral, now_utc
+from gateway.storage.repository import Repository, Stored, execute
 from mappings.packet import build_packet, notice_packet
 from profiles import systems
 
 ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
+# Core statements for the per-referral path (no ORM objects to build and flush).
+_ORG_TABLE = Organisation.__table__  # type: ignore[attr-defined]
+_ORGANISATIONS = sa_select(_ORG_TABLE).where(_ORG_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_PACKET = insert(Packet.__table__)  # type: ignore[attr-defined]
 
 
 def new_packet_id() -> str:
@@ -75,7 +81,9 @@ def update_task(
     return ctx.repo(as_gateway=True).update("Task", referral.task_id, task)
 
 
-def _enqueue(ctx: RequestContext, org: Organisation, kind: str, body: dict[str, Any], dedup_key: str) -> None:
+def _enqueue(
+    ctx: RequestContext, org: Organisation | Row[Any], kind: str, body: dict[str, Any], dedup_key: str
+) -> None:
     """Writes an outbox row for a webhook host (pull-only hosts fetch from the VCSE API instead)."""
     if org.delivery_mode != "webhook" or not org.webhook_url:
         return
@@ -121,7 +129,9 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
     recipient = referral.recipient
     if not recipient:
         return TaskState("requested", business_status="awaiting a recipient: ServiceRequest.performer is empty")
-    org = ctx.session.get(Organisation, recipient)
+    # The host and the referrer in one look-up (the referrer's name goes into the packet).
+    orgs = {row.id: row for row in execute(ctx.session, _ORGANISATIONS, {"ids": [recipient, referral.tenant]})}
+    org = orgs.get(recipient)
     if org is None or org.kind != "vcse" or not org.active:
         return TaskState("on-hold", reason=f"{recipient} is not a registered, active VCSE host on this gateway")
     if (
@@ -135,6 +145,7 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
     if not decision.permit:
         return TaskState("on-hold", f"Not sent to {recipient}: {decision.reason}", "awaiting consent")
     repo = ctx.repo(as_gateway=True)
+    referrer = orgs.get(referral.tenant)
     packet_id = new_packet_id()
     built = build_packet(
         referral=service_request or repo.read("ServiceRequest", referral.service_request_id).resource,
@@ -145,19 +156,23 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
         referral_id=referral.referral_id,
         packet_id=packet_id,
         recipient=recipient,
-        referrer={"organisation": referral.tenant, "name": _org_name(ctx, referral.tenant)},
+        referrer={"organisation": referral.tenant, "name": referrer.name if referrer is not None else None},
         created_at=ctx.now(),
     )
-    ctx.session.add(
-        Packet(
-            packet_id=packet_id,
-            referral_id=referral.referral_id,
-            recipient=recipient,
-            kind="referral",
-            body=built.body,
-            fields=built.fields,
-            consent_id=decision.consent_id,
-        )
+    execute(
+        ctx.session,
+        _INSERT_PACKET,
+        {
+            "packet_id": packet_id,
+            "referral_id": referral.referral_id,
+            "recipient": recipient,
+            "kind": "referral",
+            "status": "new",
+            "body": built.body,
+            "fields": built.fields,
+            "consent_id": decision.consent_id,
+            "created": now_utc(),
+        },
     )
     _enqueue(ctx, org, "referral", built.body, packet_id)
     return TaskState("requested", business_status=f"offered to {recipient}")
@@ -169,12 +184,6 @@ def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
     if state is None:
         return None
     return update_task(ctx, referral, status=state.status, reason=state.reason, business_status=state.business_status)
-
-
-def _org_name(ctx: RequestContext, org_id: str) -> str | None:
-    assert ctx.session is not None
-    org = ctx.session.get(Organisation, org_id)
-    return org.name if org else None
 
 
 def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_status: str) -> None:

@@ -99,3 +99,53 @@ def test_canonical_bytes_round_trip_through_a_json_parser(value: object) -> None
 def test_any_permutation_of_keys_gives_the_same_bytes(value: dict[str, int]) -> None:
     reversed_order = dict(reversed(list(value.items())))
     assert canonical_json(reversed_order) == canonical_json(value)
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=2) | st.integers(), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_like)
+def test_the_fast_check_accepts_exactly_what_the_path_walk_accepts(value: object) -> None:
+    from audit.canonical import _acceptable, _refuse
+
+    try:
+        _refuse(value)
+        refused = False
+    except CanonicalJsonError:
+        refused = True
+    assert _acceptable(value) is not refused
+
+
+class _Colour(enum.StrEnum):
+    RED = "red"
+
+
+class _Plain(enum.Enum):
+    RED = "red"
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [_Colour.RED, {"k": _Colour.RED}, _Plain.RED, [_Plain.RED], _Dict(a=1), _Dict({1: 2}), (1, 2.5), float("nan")],
+)
+def test_the_fast_check_agrees_on_subclasses_and_odd_types(value: object) -> None:
+    from audit.canonical import _acceptable, _refuse
+
+    try:
+        _refuse(value)
+        refused = False
+    except CanonicalJsonError:
+        refused = True
+    assert _acceptable(value) is not refused
