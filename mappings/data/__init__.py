@@ -1,0 +1,1 @@
+"""Data files of the referral packet (its JSON Schema), shipped with the package."""
