@@ -232,12 +232,29 @@ def _contact_routes(s: _Sources) -> list[dict[str, str]]:
     return routes
 
 
-_DAYS = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday", "fri": "Friday",
-         "sat": "Saturday", "sun": "Sunday"}
+_DAYS = {
+    "mon": "Monday",
+    "tue": "Tuesday",
+    "wed": "Wednesday",
+    "thu": "Thursday",
+    "fri": "Friday",
+    "sat": "Saturday",
+    "sun": "Sunday",
+}
 # R4 EventTiming codes for parts of the day (http://hl7.org/fhir/R4/valueset-event-timing.html).
-_WHEN = {"MORN": "morning", "MORN.early": "early morning", "MORN.late": "late morning", "NOON": "noon",
-         "AFT": "afternoon", "AFT.early": "early afternoon", "AFT.late": "late afternoon",
-         "EVE": "evening", "EVE.early": "early evening", "EVE.late": "late evening", "NIGHT": "night"}
+_WHEN = {
+    "MORN": "morning",
+    "MORN.early": "early morning",
+    "MORN.late": "late morning",
+    "NOON": "noon",
+    "AFT": "afternoon",
+    "AFT.early": "early afternoon",
+    "AFT.late": "late afternoon",
+    "EVE": "evening",
+    "EVE.early": "early evening",
+    "EVE.late": "late evening",
+    "NIGHT": "night",
+}
 
 
 def _preferred_contact_time(s: _Sources) -> str | None:
@@ -277,8 +294,9 @@ def _interpreter_required(s: _Sources) -> bool | None:
 
 def _accessibility_needs(s: _Sources) -> list[str]:
     """UK Core ContactPreference.PreferredWrittenCommunicationFormat and answers to `accessibility-needs`."""
-    fmt = _sub_extension(s.patient, UKCORE_CONTACT_PREFERENCE, "PreferredWrittenCommunicationFormat",
-                         "valueCodeableConcept")
+    fmt = _sub_extension(
+        s.patient, UKCORE_CONTACT_PREFERENCE, "PreferredWrittenCommunicationFormat", "valueCodeableConcept"
+    )
     return _unique([_concept_label(fmt), *_answers(s, ACCESSIBILITY_LINK_ID)])
 
 
@@ -309,8 +327,11 @@ def _safeguarding_concern(s: _Sources) -> bool | None:
     for flag in s.flags:
         if flag.get("status") != "active" or _ended(flag.get("period"), s.created_at):
             continue
-        safety = any(c.get("system") == FLAG_CATEGORY and c.get("code") == "safety"
-                     for concept in flag.get("category") or [] for c in concept.get("coding") or [])
+        safety = any(
+            c.get("system") == FLAG_CATEGORY and c.get("code") == "safety"
+            for concept in flag.get("category") or []
+            for c in concept.get("coding") or []
+        )
         code = flag.get("code") or {}
         words = [code.get("text") or ""] + [c.get("display") or "" for c in code.get("coding") or []]
         if safety or any("safeguard" in w.lower() for w in words):
@@ -345,8 +366,12 @@ def _address(s: _Sources) -> dict[str, Any]:
         lines = [t for t in (_text(x) for x in address.get("line") or []) if t]
         if lines:
             out["lines"] = lines
-        for source, target in (("city", "city"), ("district", "district"), ("postalCode", "postcode"),
-                               ("text", "text")):
+        for source, target in (
+            ("city", "city"),
+            ("district", "district"),
+            ("postalCode", "postcode"),
+            ("text", "text"),
+        ):
             value = _text(address.get(source))
             if value:
                 out[target] = value
@@ -363,34 +388,68 @@ def _gender(s: _Sources) -> str | None:
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("person.first_name", DataCategory.CONTACT_DETAILS, True, "Patient.name.given[0]", _first_name),
-    FieldSpec("person.preferred_name", DataCategory.CONTACT_DETAILS, True,
-              "Patient.name (use nickname, else usual)", _preferred_name),
-    FieldSpec("person.contact_routes", DataCategory.CONTACT_DETAILS, True,
-              "Patient.telecom (phone, email, sms)", _contact_routes),
-    FieldSpec("person.preferred_contact_time", DataCategory.CONTACT_DETAILS, True,
-              "Patient.extension(UKCore-ContactPreference).PreferredContactTimes", _preferred_contact_time),
-    FieldSpec("person.language", DataCategory.COMMUNICATION_AND_ACCESS, True,
-              "Patient.communication.language", _language),
-    FieldSpec("person.interpreter_required", DataCategory.COMMUNICATION_AND_ACCESS, True,
-              "Patient.extension(UKCore-NHSCommunication).interpreterRequired", _interpreter_required),
-    FieldSpec("person.accessibility_needs", DataCategory.COMMUNICATION_AND_ACCESS, True,
-              "Patient.extension(UKCore-ContactPreference).PreferredWrittenCommunicationFormat; "
-              "QuestionnaireResponse.item(accessibility-needs)", _accessibility_needs),
-    FieldSpec("person.nhs_number", DataCategory.IDENTIFIERS, False, "Patient.identifier (NHS number)",
-              _nhs_number),
+    FieldSpec(
+        "person.preferred_name",
+        DataCategory.CONTACT_DETAILS,
+        True,
+        "Patient.name (use nickname, else usual)",
+        _preferred_name,
+    ),
+    FieldSpec(
+        "person.contact_routes",
+        DataCategory.CONTACT_DETAILS,
+        True,
+        "Patient.telecom (phone, email, sms)",
+        _contact_routes,
+    ),
+    FieldSpec(
+        "person.preferred_contact_time",
+        DataCategory.CONTACT_DETAILS,
+        True,
+        "Patient.extension(UKCore-ContactPreference).PreferredContactTimes",
+        _preferred_contact_time,
+    ),
+    FieldSpec(
+        "person.language", DataCategory.COMMUNICATION_AND_ACCESS, True, "Patient.communication.language", _language
+    ),
+    FieldSpec(
+        "person.interpreter_required",
+        DataCategory.COMMUNICATION_AND_ACCESS,
+        True,
+        "Patient.extension(UKCore-NHSCommunication).interpreterRequired",
+        _interpreter_required,
+    ),
+    FieldSpec(
+        "person.accessibility_needs",
+        DataCategory.COMMUNICATION_AND_ACCESS,
+        True,
+        "Patient.extension(UKCore-ContactPreference).PreferredWrittenCommunicationFormat; "
+        "QuestionnaireResponse.item(accessibility-needs)",
+        _accessibility_needs,
+    ),
+    FieldSpec("person.nhs_number", DataCategory.IDENTIFIERS, False, "Patient.identifier (NHS number)", _nhs_number),
     FieldSpec("person.date_of_birth", DataCategory.DEMOGRAPHICS, False, "Patient.birthDate", _date_of_birth),
     FieldSpec("person.address", DataCategory.DEMOGRAPHICS, False, "Patient.address", _address),
     FieldSpec("person.gender", DataCategory.DEMOGRAPHICS, False, "Patient.gender", _gender),
-    FieldSpec("referral.need_categories", DataCategory.NEEDS_AND_CONCERNS, True,
-              "ServiceRequest.reasonCode", _need_categories),
-    FieldSpec("referral.reason_text", DataCategory.NEEDS_AND_CONCERNS, False, "ServiceRequest.note.text",
-              _reason_text),
-    FieldSpec("referral.priority", DataCategory.NEEDS_AND_CONCERNS, True, "ServiceRequest.priority",
-              _priority),
-    FieldSpec("referral.what_matters_to_me", DataCategory.WHAT_MATTERS_TO_ME, True,
-              "QuestionnaireResponse.item(what-matters-to-me).answer", _what_matters_to_me),
-    FieldSpec("referral.safeguarding_concern", DataCategory.SAFEGUARDING, True,
-              "Flag (active; category safety or code mentions safeguarding)", _safeguarding_concern),
+    FieldSpec(
+        "referral.need_categories", DataCategory.NEEDS_AND_CONCERNS, True, "ServiceRequest.reasonCode", _need_categories
+    ),
+    FieldSpec("referral.reason_text", DataCategory.NEEDS_AND_CONCERNS, False, "ServiceRequest.note.text", _reason_text),
+    FieldSpec("referral.priority", DataCategory.NEEDS_AND_CONCERNS, True, "ServiceRequest.priority", _priority),
+    FieldSpec(
+        "referral.what_matters_to_me",
+        DataCategory.WHAT_MATTERS_TO_ME,
+        True,
+        "QuestionnaireResponse.item(what-matters-to-me).answer",
+        _what_matters_to_me,
+    ),
+    FieldSpec(
+        "referral.safeguarding_concern",
+        DataCategory.SAFEGUARDING,
+        True,
+        "Flag (active; category safety or code mentions safeguarding)",
+        _safeguarding_concern,
+    ),
 )
 
 ALL_FIELDS: tuple[str, ...] = tuple(spec.path for spec in FIELDS)

@@ -18,6 +18,7 @@ from gateway.http import FhirResponse, fhir_body
 from gateway.pipeline import consents as consent_flow
 from gateway.pipeline import referrals
 from gateway.storage.repository import Stored
+from mappings.referral_records import patient_nhs_of
 from profiles import systems
 from profiles.outcomes import FhirError, Issue, bad_request
 from profiles.structure import check_structure
@@ -54,7 +55,7 @@ def _add_read_routes(rtype: str) -> None:
     def read(resource_id: str, ctx: RequestContext = Depends(requires(rtype, "r", "read"))) -> FhirResponse:
         with ctx.transaction():
             stored = ctx.repo().read(rtype, resource_id)
-            _audit_rest(ctx, "read", rtype, resource_id, referrals.patient_nhs_of(stored.resource), f"{rtype} read")
+            _audit_rest(ctx, "read", rtype, resource_id, patient_nhs_of(stored.resource), f"{rtype} read")
         return resource_response(stored)
 
     def vread(
@@ -64,9 +65,7 @@ def _add_read_routes(rtype: str) -> None:
             raise bad_request(f"'{version}' is not a version number", expression="_history")
         with ctx.transaction():
             body = ctx.repo().read_version(rtype, resource_id, int(version))
-            _audit_rest(
-                ctx, "vread", rtype, resource_id, referrals.patient_nhs_of(body), f"{rtype} version {version} read"
-            )
+            _audit_rest(ctx, "vread", rtype, resource_id, patient_nhs_of(body), f"{rtype} version {version} read")
         return FhirResponse(body, headers={"ETag": f'W/"{version}"'})
 
     def search(request: Request, ctx: RequestContext = Depends(requires(rtype, "s", "search-type"))) -> FhirResponse:
@@ -209,7 +208,7 @@ def service_request_everything(
             "operation",
             "ServiceRequest",
             resource_id,
-            referrals.patient_nhs_of(sr.resource),
+            patient_nhs_of(sr.resource),
             "$everything for a referral",
         )
     return FhirResponse(searchset(ctx, "ServiceRequest", items, [], len(items) or 1, 0, False))

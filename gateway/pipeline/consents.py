@@ -9,8 +9,9 @@ from typing import Any
 from audit.events import rest_event
 from gateway.context import RequestContext
 from gateway.pipeline import dispatch
-from gateway.pipeline.referrals import nhs_identifier, parse_instant, store_consent
+from gateway.pipeline.referrals import store_consent
 from gateway.storage.repository import Stored
+from mappings.referral_records import consent_record, nhs_identifier, parse_instant
 from profiles import systems
 from profiles.consent_profile import check_consent
 from profiles.outcomes import FhirError, Issue, unprocessable
@@ -64,7 +65,7 @@ def create(ctx: RequestContext, consent: dict[str, Any]) -> Stored:
     """Returns the stored Consent, after re-deciding the patient's referrals."""
     assert ctx.principal is not None
     nhs = _check(consent)
-    stored = store_consent(ctx, consent, nhs=nhs, patient_ref=_patient_ref(ctx, nhs))
+    stored = store_consent(ctx, consent_record(consent, _patient_ref(ctx, nhs), {}), nhs=nhs)
     _audit(ctx, "create", stored, nhs)
     dispatch.reconsider_patient(ctx, ctx.principal.organisation, nhs)
     return stored

@@ -18,10 +18,10 @@ from audit.events import rest_event
 from gateway.context import RequestContext
 from gateway.models import Organisation, OutboxMessage, OutcomeRecord, Referral
 from gateway.pipeline import workflow
-from gateway.pipeline.referrals import nhs_identifier, parse_instant
 from mappings.distance import change_to_observation, distance_travelled
 from mappings.outcome_schema import OutcomeSubmission, parse_submission
 from mappings.outcomes import observation_id, submission_to_observations
+from mappings.referral_records import nhs_identifier, parse_instant
 from profiles import systems
 from profiles.outcomes import FhirError, Issue, conflict
 

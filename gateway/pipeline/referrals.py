@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert
@@ -18,13 +17,21 @@ from gateway.context import RequestContext
 from gateway.models import Referral
 from gateway.pipeline import dispatch
 from gateway.storage.repository import Stored, execute
+from mappings.referral_records import (
+    consent_record,
+    message_index,
+    nhs_identifier,
+    parse_instant,
+    patient_nhs_of,
+    patient_record,
+    performer_org,
+    service_request_record,
+    task_record,
+)
 from profiles import systems
 from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from profiles.referral import ReferralMessage, check_service_request, read_message
 
-UKCORE_SERVICE_REQUEST = systems.UKCORE_PROFILE + "ServiceRequest"
-UKCORE_PATIENT = systems.UKCORE_PROFILE + "Patient"
-UKCORE_TASK = systems.UKCORE_PROFILE + "Task"
 _REFERRAL_TABLE = Referral.__table__  # type: ignore[attr-defined]
 _INSERT_REFERRAL = insert(_REFERRAL_TABLE)
 _REFERRAL_COLUMNS = tuple(c.name for c in _REFERRAL_TABLE.columns)
@@ -34,98 +41,15 @@ def _errors(issues: list[Issue]) -> list[Issue]:
     return [i for i in issues if i.severity in ("error", "fatal")]
 
 
-def nhs_identifier(nhs: str) -> dict[str, str]:
-    return {"system": systems.NHS_NUMBER, "value": nhs}
-
-
-def parse_instant(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def new_referral_id() -> str:
     """Returns a pseudonymous referral id: random, so it reveals nothing about the patient or practice."""
     return "SPR-" + secrets.token_hex(8).upper()
 
 
-def _with_profile(resource: dict[str, Any], profile: str) -> dict[str, Any]:
-    meta = dict(resource.get("meta") or {})
-    profiles = list(meta.get("profile") or [])
-    if profile not in profiles:
-        profiles.append(profile)
-    meta["profile"] = profiles
-    return {**resource, "meta": meta}
-
-
-def _local_reference(ref: Any, bundle_index: dict[str, dict[str, Any]]) -> Any:
-    """Returns a reference that still means something once the message is unpacked.
-
-    References to entries of the message (`urn:uuid:...`) do not resolve on this server, so
-    they become logical references: the target's type, business identifier and display name.
-    """
-    if not isinstance(ref, dict) or "reference" not in ref:
-        return ref
-    target = bundle_index.get(ref["reference"])
-    if target is None:
-        return ref
-    out: dict[str, Any] = {"type": target.get("resourceType")}
-    identifiers = target.get("identifier") or []
-    if identifiers:
-        out["identifier"] = {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]}
-    elif ref.get("identifier"):
-        out["identifier"] = ref["identifier"]
-    display = ref.get("display") or _display_name(target)
-    if display:
-        out["display"] = display
-    return out
-
-
-def _display_name(resource: dict[str, Any]) -> str | None:
-    if resource.get("name") and isinstance(resource["name"], str):
-        return resource["name"]
-    names = resource.get("name") or []
-    if isinstance(names, list) and names and isinstance(names[0], dict):
-        parts = [*names[0].get("prefix", []), *names[0].get("given", []), names[0].get("family", "")]
-        return " ".join(p for p in parts if p).strip() or None
-    return None
-
-
-def _bundle_index(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    index: dict[str, dict[str, Any]] = {}
-    for entry in bundle.get("entry", []):
-        resource = entry.get("resource") or {}
-        if entry.get("fullUrl"):
-            index[entry["fullUrl"]] = resource
-        if resource.get("id"):
-            index[f"{resource.get('resourceType')}/{resource['id']}"] = resource
-    return index
-
-
-def _patient_from(source: dict[str, Any] | None, nhs: str) -> dict[str, Any]:
-    """Returns the Patient to store: the sender's Patient minus references into the message, or a minimal one."""
-    patient: dict[str, Any] = {"resourceType": "Patient"}
-    if source:
-        patient.update(
-            {
-                k: v
-                for k, v in source.items()
-                if k not in ("id", "meta", "generalPractitioner", "managingOrganization", "link", "contained")
-            }
-        )
-    identifiers = [i for i in patient.get("identifier", []) if i.get("system") != systems.NHS_NUMBER]
-    patient["identifier"] = [nhs_identifier(nhs), *identifiers]
-    return _with_profile(patient, UKCORE_PATIENT)
-
-
 def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None) -> Stored:
     repo = ctx.repo(as_gateway=True)
     existing = [s for s in repo.find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs) if s.tenant == tenant]
-    body = _patient_from(source, nhs)
+    body = patient_record(source, nhs)
     if existing:
         current = existing[0]
         if source is None:
@@ -148,34 +72,6 @@ def _refuse_duplicate(ctx: RequestContext, sr: dict[str, Any]) -> None:
             )
 
 
-def _performer_org(sr: dict[str, Any]) -> str | None:
-    for performer in sr.get("performer") or []:
-        ident = performer.get("identifier") or {}
-        if ident.get("system") in (systems.ODS_CODE, systems.VCSE_ORG_ID) and ident.get("value"):
-            return str(ident["value"])
-    return None
-
-
-def _task_for(sr: Stored, patient_ref: dict[str, Any], tenant: str, recipient: str | None, referral_id: str):
-    task: dict[str, Any] = {
-        "resourceType": "Task",
-        "meta": {"profile": [UKCORE_TASK]},
-        "identifier": [{"system": systems.LOCAL_REFERRAL_ID, "value": referral_id}],
-        "basedOn": [{"reference": f"ServiceRequest/{sr.resource['id']}"}],
-        "status": "requested",
-        "intent": "order",
-        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-        "focus": {"reference": f"ServiceRequest/{sr.resource['id']}"},
-        "for": patient_ref,
-        "authoredOn": sr.resource.get("authoredOn"),
-        "lastModified": datetime.now(UTC).isoformat(timespec="seconds"),
-        "requester": {"identifier": {"system": systems.ODS_CODE, "value": tenant}},
-    }
-    if recipient:
-        task["owner"] = {"identifier": {"system": systems.ODS_CODE, "value": recipient}}
-    return task
-
-
 def store_referral(
     ctx: RequestContext,
     sr: dict[str, Any],
@@ -193,28 +89,17 @@ def store_referral(
     repo = ctx.repo(as_gateway=True)
     patient = _upsert_patient(ctx, tenant, nhs, patient_source)
     patient_ref = {"reference": f"Patient/{patient.resource['id']}", "identifier": nhs_identifier(nhs)}
-    body = {k: v for k, v in sr.items() if k not in ("id", "meta")}
-    body["subject"] = patient_ref
-    for element in ("requester", "basedOn", "supportingInfo", "reasonReference", "insurance", "specimen"):
-        if element in body:
-            value = body[element]
-            body[element] = (
-                [_local_reference(r, bundle_index) for r in value]
-                if isinstance(value, list)
-                else _local_reference(value, bundle_index)
-            )
-    if "performer" in body:
-        body["performer"] = [_local_reference(r, bundle_index) for r in body["performer"]]
-    recipient = _performer_org(body)
+    body = service_request_record(sr, patient_ref, bundle_index)
+    recipient = performer_org(body)
     stored_sr = repo.create(
-        _with_profile(body, UKCORE_SERVICE_REQUEST),
+        body,
         tenant=tenant,
         audience=recipient,
         patient_nhs=nhs,
         date=parse_instant(sr.get("authoredOn")),
     )
     for consent in consents:
-        store_consent(ctx, _consent_actors_resolved(consent, bundle_index), nhs=nhs, patient_ref=patient_ref)
+        store_consent(ctx, consent_record(consent, patient_ref, bundle_index), nhs=nhs)
     referral_id = new_referral_id()
     referral = Referral(
         referral_id=referral_id,
@@ -243,38 +128,31 @@ def store_referral(
     )
     # The consent decision and packet come first, so the Task is written once, in its final state.
     state = dispatch.place(ctx, referral, stored_sr.resource)
-    task_body = _task_for(stored_sr, patient_ref, tenant, recipient, referral_id)
-    if state is not None:
-        task_body["status"] = state.status
-        if state.reason:
-            task_body["statusReason"] = {"text": state.reason}
-        if state.business_status:
-            task_body["businessStatus"] = {"text": state.business_status}
+    task_body = task_record(
+        service_request=stored_sr.resource,
+        patient_ref=patient_ref,
+        requester=tenant,
+        recipient=recipient,
+        referral_id=referral_id,
+        status=state.status if state else "requested",
+        reason=state.reason if state else None,
+        business_status=state.business_status if state else None,
+        now=ctx.now(),
+    )
     task = repo.create(
         task_body, tenant=tenant, audience=recipient, patient_nhs=nhs, date=ctx.now(), resource_id=referral.task_id
     )
     return stored_sr, patient, task, referral
 
 
-def _consent_actors_resolved(consent: dict[str, Any], bundle_index: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Returns the Consent with `provision.actor.reference`s into the message turned into identifiers
-    (an `urn:uuid:` reference names nobody once the message is unpacked)."""
-    provision = consent.get("provision")
-    if not isinstance(provision, dict) or not provision.get("actor"):
-        return consent
-    actors = [{**a, "reference": _local_reference(a.get("reference"), bundle_index)} for a in provision["actor"]]
-    return {**consent, "provision": {**provision, "actor": actors}}
-
-
-def store_consent(ctx: RequestContext, consent: dict[str, Any], *, nhs: str, patient_ref: dict[str, Any]) -> Stored:
+def store_consent(ctx: RequestContext, body: dict[str, Any], *, nhs: str) -> Stored:
+    """Stores a Consent already shaped by mappings.referral_records.consent_record."""
     assert ctx.principal is not None
-    body = {k: v for k, v in consent.items() if k not in ("id", "meta")}
-    body["patient"] = patient_ref
     return ctx.repo(as_gateway=True).create(
         body,
         tenant=ctx.principal.organisation,
         patient_nhs=nhs,
-        date=parse_instant(consent.get("dateTime")) or ctx.now(),
+        date=parse_instant(body.get("dateTime")) or ctx.now(),
     )
 
 
@@ -309,7 +187,7 @@ def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sende
         patient_source=message.patient,
         consents=message.consents,
         extras=extras,
-        bundle_index=_bundle_index(bundle),
+        bundle_index=message_index(bundle),
     )
     return collection(ctx, [sr, patient, task])
 
@@ -367,19 +245,6 @@ def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
     )
     task = dispatch.recall(ctx, current.resource["id"], reason=f"The referrer cancelled the referral ({status})")
     return [updated, *([task] if task else [])]
-
-
-def patient_nhs_of(resource: dict[str, Any]) -> str | None:
-    """Returns the NHS number a stored resource is about (its subject, for or patient; a Patient's own)."""
-    for element in ("subject", "for", "patient"):
-        ident = (resource.get(element) or {}).get("identifier") or {}
-        if ident.get("system") == systems.NHS_NUMBER:
-            return ident.get("value")
-    if resource.get("resourceType") == "Patient":
-        for ident in resource.get("identifier") or []:
-            if ident.get("system") == systems.NHS_NUMBER:
-                return ident.get("value")
-    return None
 
 
 def collection(ctx: RequestContext, items: list[Stored]) -> dict[str, Any]:

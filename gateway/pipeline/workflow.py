@@ -13,15 +13,9 @@ from gateway.context import RequestContext
 from gateway.models import Organisation, Packet, Referral
 from gateway.pipeline import dispatch
 from mappings.packet import restrict
+from mappings.task_status import task_transition
 from profiles.outcomes import FhirError, Issue, not_found
 
-# VCSE status -> (FHIR Task.status, the Task states it may come from). FHIR R4 Task state machine.
-TRANSITIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "accepted": ("accepted", frozenset({"requested", "received"})),
-    "declined": ("rejected", frozenset({"requested", "received", "accepted"})),
-    "in-progress": ("in-progress", frozenset({"accepted"})),
-    "completed": ("completed", frozenset({"accepted", "in-progress"})),
-}
 LIST_STATUSES = ("new", "accepted", "declined", "in-progress", "completed", "recalled", "ceased")
 
 
@@ -116,21 +110,10 @@ def set_status(ctx: RequestContext, referral_id: str, status: str, reason: str |
     """Moves the referral's Task (and the packet's status); returns the packet's new status view."""
     assert ctx.session is not None
     item = owned(ctx, referral_id)
-    if status not in TRANSITIONS:
-        raise FhirError(422, [Issue("value", f"status must be one of {', '.join(TRANSITIONS)}", "status")])
-    if status == "declined" and not (reason and reason.strip()):
-        raise FhirError(422, [Issue("required", "A declined referral needs a reason", "reason")])
-    if item.packet.status in ("recalled", "ceased"):
-        raise FhirError(
-            409, [Issue("business-rule", f"The referral was {item.packet.status}; it cannot change", "status")]
-        )
-    task_status, allowed_from = TRANSITIONS[status]
-    task = dispatch.task_of(ctx, item.referral)
-    current = task.resource.get("status")
-    if current == task_status:
+    current = dispatch.task_of(ctx, item.referral).resource.get("status")
+    task_status = task_transition(status, reason=reason, packet_status=item.packet.status, task_status=current)
+    if task_status is None:
         return {"referral_id": referral_id, "status": item.packet.status, "task_status": current}
-    if current not in allowed_from:
-        raise FhirError(409, [Issue("business-rule", f"A referral that is {current} cannot become {status}", "status")])
     dispatch.update_task(
         ctx,
         item.referral,

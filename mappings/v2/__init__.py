@@ -51,8 +51,9 @@ def process_v2(raw: bytes, *, now: datetime) -> V2Outcome:
     except Exception as exc:  # likewise for a mapping bug
         log.error("HL7 v2 to FHIR mapping failed unexpectedly: %s", type(exc).__name__)
         return _refused(_internal(), parsed, raw)
-    return V2Outcome("AA", parsed, bundle, None, parsed.control_id,
-                     (parsed.sending_application, parsed.sending_facility))
+    return V2Outcome(
+        "AA", parsed, bundle, None, parsed.control_id, (parsed.sending_application, parsed.sending_facility)
+    )
 
 
 def ack_for(outcome: V2Outcome, raw: bytes, *, now: datetime, text: str = "") -> str:
@@ -66,8 +67,14 @@ def _internal() -> V2Rejection:
 
 def _refused(rejection: V2Rejection, parsed: ParsedV2 | None, raw: bytes) -> V2Outcome:
     if parsed is not None:
-        return V2Outcome(rejection.ack_code, parsed, None, rejection, parsed.control_id,
-                         (parsed.sending_application, parsed.sending_facility))
+        return V2Outcome(
+            rejection.ack_code,
+            parsed,
+            None,
+            rejection,
+            parsed.control_id,
+            (parsed.sending_application, parsed.sending_facility),
+        )
     fields, encoding = sniff_header(raw)
     if not fields:
         return V2Outcome(rejection.ack_code, None, None, rejection, None, None)

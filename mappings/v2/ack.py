@@ -37,8 +37,15 @@ _MAX_ECHO = 199  # ST values beyond this are cut (MSH-10 is ST(199) from v2.7)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def build_ack(original: ParsedV2 | None, code: Literal["AA", "AE", "AR"], text: str = "",
-              error: V2Rejection | None = None, *, raw: bytes | None = None, now: datetime) -> str:
+def build_ack(
+    original: ParsedV2 | None,
+    code: Literal["AA", "AE", "AR"],
+    text: str = "",
+    error: V2Rejection | None = None,
+    *,
+    raw: bytes | None = None,
+    now: datetime,
+) -> str:
     """Returns the ACK as ER7 text (segments ending in CR).
 
     `original` is the parsed message, or None when parsing failed; then `raw` (the bytes as
@@ -103,8 +110,12 @@ def escape(value: str) -> str:
     """Returns `value` with our delimiters escaped (v2.5 ch. 2.7.1): escape character first."""
     e = OUR_ENCODING.escape
     value = value.replace(e, f"{e}E{e}")
-    for char, letter in ((OUR_ENCODING.field, "F"), (OUR_ENCODING.component, "S"),
-                         (OUR_ENCODING.subcomponent, "T"), (OUR_ENCODING.repetition, "R")):
+    for char, letter in (
+        (OUR_ENCODING.field, "F"),
+        (OUR_ENCODING.component, "S"),
+        (OUR_ENCODING.subcomponent, "T"),
+        (OUR_ENCODING.repetition, "R"),
+    ):
         value = value.replace(char, f"{e}{letter}{e}")
     return value
 
@@ -128,8 +139,20 @@ def _msh(header: dict[str, str], now: datetime, version: str, digest: str) -> st
     message_type = f"ACK^{header['trigger']}" + ("" if version == "2.3" else "^ACK")
     # MSH-10 must be new; derived from the input and the time so that the function stays pure.
     control = "ACK" + hashlib.sha256(f"{digest}|{timestamp}".encode()).hexdigest()[:17].upper()
-    fields = ["MSH", "^~\\&", header["sender_app"], header["sender_fac"], header["receiver_app"],
-              header["receiver_fac"], timestamp, "", message_type, control, header["processing"], version]
+    fields = [
+        "MSH",
+        "^~\\&",
+        header["sender_app"],
+        header["sender_fac"],
+        header["receiver_app"],
+        header["receiver_fac"],
+        timestamp,
+        "",
+        message_type,
+        control,
+        header["processing"],
+        version,
+    ]
     return "|".join(fields)
 
 

@@ -54,8 +54,11 @@ ERROR_TEXT = {
 # REF^I12 (new referral), I13 (modify), I14 (cancel): HL7 v2.5 ch. 11.3, all on structure REF_I12.
 SUPPORTED_TRIGGERS = ("I12", "I13", "I14")
 # HL7 v2 versions hl7apy can parse, from 2.3 up (2.1 and 2.2 lack REF^I12 as we read it).
-SUPPORTED_VERSIONS = tuple(v for v in ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1",
-                                       "2.8.2") if v in hl7apy.SUPPORTED_LIBRARIES)
+SUPPORTED_VERSIONS = tuple(
+    v
+    for v in ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2")
+    if v in hl7apy.SUPPORTED_LIBRARIES
+)
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 # C0 controls other than CR (segment terminator) and TAB have no place in ER7 text (v2.5 ch. 2.7).
@@ -69,9 +72,17 @@ class V2Rejection(Exception):
     is not tied to one. `code` is the HL7 table 0357 condition code (ERR-3).
     """
 
-    def __init__(self, ack_code: Literal["AE", "AR"], segment: str | None, field: int | None, text: str,
-                 *, code: str = ERR_REQUIRED_FIELD_MISSING, sequence: int = 1,
-                 component: int | None = None) -> None:
+    def __init__(
+        self,
+        ack_code: Literal["AE", "AR"],
+        segment: str | None,
+        field: int | None,
+        text: str,
+        *,
+        code: str = ERR_REQUIRED_FIELD_MISSING,
+        sequence: int = 1,
+        component: int | None = None,
+    ) -> None:
         super().__init__(text)
         self.ack_code: Literal["AE", "AR"] = ack_code
         self.segment = segment
@@ -191,8 +202,9 @@ def parse_message(raw: bytes | str) -> ParsedV2:
     """Returns the parsed message. Raises V2Rejection (AR or AE) saying why it cannot be used."""
     text = normalise_segments(decode(unframe(raw) if isinstance(raw, bytes) else raw)).strip()
     if not text.startswith("MSH"):
-        raise V2Rejection("AR", "MSH", None, "The message does not start with an MSH segment.",
-                          code=ERR_SEGMENT_SEQUENCE)
+        raise V2Rejection(
+            "AR", "MSH", None, "The message does not start with an MSH segment.", code=ERR_SEGMENT_SEQUENCE
+        )
     encoding = _read_encoding(text)
     lines = [line for line in text.split("\r") if line.strip()]
     segments = _split_segments(lines, encoding)
@@ -200,8 +212,9 @@ def parse_message(raw: bytes | str) -> ParsedV2:
     _check_header(msh)
     message = _hl7apy_parse(lines, encoding)
     if len(message.children) != len(lines) or len(lines) < 2:
-        raise V2Rejection("AR", None, None, "The message has no segments after MSH that could be read.",
-                          code=ERR_SEGMENT_SEQUENCE)
+        raise V2Rejection(
+            "AR", None, None, "The message has no segments after MSH that could be read.", code=ERR_SEGMENT_SEQUENCE
+        )
     return ParsedV2(
         message=message,
         segments=segments,
@@ -223,14 +236,24 @@ def _read_encoding(text: str) -> Encoding:
     """Returns MSH-1/MSH-2's delimiters; raises AR when they are missing, repeated or alphanumeric."""
     sep = text[3:4]
     chars = text[4:].split(sep, 1)[0] if sep else ""
-    bad = (not sep or sep.isalnum() or sep.isspace() or len(chars) not in (4, 5)
-           or len(set(chars + sep)) != len(chars) + 1 or any(c.isalnum() or c.isspace() for c in chars))
+    bad = (
+        not sep
+        or sep.isalnum()
+        or sep.isspace()
+        or len(chars) not in (4, 5)
+        or len(set(chars + sep)) != len(chars) + 1
+        or any(c.isalnum() or c.isspace() for c in chars)
+    )
     if bad:
-        raise V2Rejection("AR", "MSH", 2, "MSH-1/MSH-2 do not declare five distinct, non-alphanumeric "
-                          "delimiters (expected |^~\\&).", code=ERR_DATA_TYPE)
+        raise V2Rejection(
+            "AR",
+            "MSH",
+            2,
+            "MSH-1/MSH-2 do not declare five distinct, non-alphanumeric delimiters (expected |^~\\&).",
+            code=ERR_DATA_TYPE,
+        )
     # The fifth character of a 2.7+ MSH-2 is the truncation character, which needs no handling here.
-    return Encoding(field=sep, component=chars[0], repetition=chars[1], escape=chars[2],
-                    subcomponent=chars[3])
+    return Encoding(field=sep, component=chars[0], repetition=chars[1], escape=chars[2], subcomponent=chars[3])
 
 
 def _split_segments(lines: list[str], encoding: Encoding) -> tuple[V2Segment, ...]:
@@ -240,15 +263,33 @@ def _split_segments(lines: list[str], encoding: Encoding) -> tuple[V2Segment, ..
     for position, line in enumerate(lines, start=1):
         name = line[:3]
         if not _SEGMENT_ID.fullmatch(name) or line[3:4] not in ("", encoding.field):
-            raise V2Rejection("AR", None, None, f"Segment {position} does not start with a segment ID "
-                              "(three capitals or digits) and the field separator.", code=ERR_SEGMENT_SEQUENCE)
+            raise V2Rejection(
+                "AR",
+                None,
+                None,
+                f"Segment {position} does not start with a segment ID "
+                "(three capitals or digits) and the field separator.",
+                code=ERR_SEGMENT_SEQUENCE,
+            )
         if name == "MSH" and position > 1:
-            raise V2Rejection("AR", "MSH", None, "Only one message per request: batches and a second MSH "
-                              "are not accepted.", code=ERR_SEGMENT_SEQUENCE, sequence=seen.get(name, 0) + 1)
+            raise V2Rejection(
+                "AR",
+                "MSH",
+                None,
+                "Only one message per request: batches and a second MSH are not accepted.",
+                code=ERR_SEGMENT_SEQUENCE,
+                sequence=seen.get(name, 0) + 1,
+            )
         seen[name] = seen.get(name, 0) + 1
         if _CONTROL_CHARS.search(line):
-            raise V2Rejection("AR", name, None, f"Segment {name} contains control characters, which ER7 "
-                              "text may not carry.", code=ERR_DATA_TYPE, sequence=seen[name])
+            raise V2Rejection(
+                "AR",
+                name,
+                None,
+                f"Segment {name} contains control characters, which ER7 text may not carry.",
+                code=ERR_DATA_TYPE,
+                sequence=seen[name],
+            )
         fields = line.split(encoding.field)
         if name == "MSH":
             fields.insert(1, encoding.field)  # MSH-1 is the field separator itself (v2.5 ch. 2.14.9.1)
@@ -259,19 +300,36 @@ def _split_segments(lines: list[str], encoding: Encoding) -> tuple[V2Segment, ..
 def _check_header(msh: V2Segment) -> None:
     """Raises AR unless MSH-10, MSH-12 and MSH-9 name a message we handle (v2.5 ch. 2.9.2)."""
     if not msh.first(10).text().strip():
-        raise V2Rejection("AR", "MSH", 10, "MSH-10 (message control ID) is empty, so the message cannot "
-                          "be acknowledged.")
+        raise V2Rejection(
+            "AR", "MSH", 10, "MSH-10 (message control ID) is empty, so the message cannot be acknowledged."
+        )
     version = msh.first(12).component(1)
     if version not in SUPPORTED_VERSIONS:
-        raise V2Rejection("AR", "MSH", 12, "MSH-12 names a version this gateway does not read (supported: "
-                          f"{', '.join(SUPPORTED_VERSIONS)}).", code=ERR_UNSUPPORTED_VERSION)
+        raise V2Rejection(
+            "AR",
+            "MSH",
+            12,
+            f"MSH-12 names a version this gateway does not read (supported: {', '.join(SUPPORTED_VERSIONS)}).",
+            code=ERR_UNSUPPORTED_VERSION,
+        )
     code, event = msh.first(9).component(1), msh.first(9).component(2)
     if code != "REF":
-        raise V2Rejection("AR", "MSH", 9, "MSH-9 names a message type this gateway does not handle "
-                          "(only REF, events I12, I13 and I14).", code=ERR_UNSUPPORTED_MESSAGE_TYPE)
+        raise V2Rejection(
+            "AR",
+            "MSH",
+            9,
+            "MSH-9 names a message type this gateway does not handle (only REF, events I12, I13 and I14).",
+            code=ERR_UNSUPPORTED_MESSAGE_TYPE,
+        )
     if event not in SUPPORTED_TRIGGERS:
-        raise V2Rejection("AR", "MSH", 9, "MSH-9.2 names a trigger event this gateway does not handle "
-                          "(only I12, I13 and I14).", code=ERR_UNSUPPORTED_EVENT_CODE, component=2)
+        raise V2Rejection(
+            "AR",
+            "MSH",
+            9,
+            "MSH-9.2 names a trigger event this gateway does not handle (only I12, I13 and I14).",
+            code=ERR_UNSUPPORTED_EVENT_CODE,
+            component=2,
+        )
 
 
 def _hl7apy_parse(lines: list[str], encoding: Encoding) -> Message:
@@ -282,20 +340,31 @@ def _hl7apy_parse(lines: list[str], encoding: Encoding) -> Message:
         return hl7apy_parse_message(text, validation_level=VALIDATION_LEVEL.QUIET, find_groups=False)
     except (HL7apyException, ValueError) as exc:
         segment = _first_unreadable(lines, encoding)
-        raise V2Rejection("AR", segment, None, f"The message could not be parsed as HL7 v2 ER7 "
-                          f"({type(exc).__name__}{' in segment ' + segment if segment else ''}).",
-                          code=ERR_SEGMENT_SEQUENCE) from None
+        raise V2Rejection(
+            "AR",
+            segment,
+            None,
+            f"The message could not be parsed as HL7 v2 ER7 "
+            f"({type(exc).__name__}{' in segment ' + segment if segment else ''}).",
+            code=ERR_SEGMENT_SEQUENCE,
+        ) from None
 
 
 def _first_unreadable(lines: list[str], encoding: Encoding) -> str | None:
     """Returns the name of the first segment hl7apy refuses on its own, if any."""
-    chars = {"FIELD": encoding.field, "COMPONENT": encoding.component, "REPETITION": encoding.repetition,
-             "ESCAPE": encoding.escape, "SUBCOMPONENT": encoding.subcomponent, "SEGMENT": "\r", "GROUP": "\r"}
+    chars = {
+        "FIELD": encoding.field,
+        "COMPONENT": encoding.component,
+        "REPETITION": encoding.repetition,
+        "ESCAPE": encoding.escape,
+        "SUBCOMPONENT": encoding.subcomponent,
+        "SEGMENT": "\r",
+        "GROUP": "\r",
+    }
     version = V2Segment("MSH", 1, tuple(_fields_of_msh(lines[0], encoding)), encoding).first(12).component(1)
     for line in lines[1:]:
         try:
-            hl7apy_parse_segment(line, version=version, encoding_chars=chars,
-                                 validation_level=VALIDATION_LEVEL.QUIET)
+            hl7apy_parse_segment(line, version=version, encoding_chars=chars, validation_level=VALIDATION_LEVEL.QUIET)
         except (HL7apyException, ValueError):
             return line[:3]
     return None

@@ -93,12 +93,12 @@ def ref_to_bundle(msg: ParsedV2, *, received_at: datetime) -> dict[str, Any]:
     patient, nhs = _patient(pid, facility)
     requester = _provider(msg, "RP")
     if requester is None:
-        raise V2Rejection("AE", "PRD", 1, "No PRD segment with PRD-1 role RP (referring provider).",
-                          code=ERR_SEGMENT_SEQUENCE)
+        raise V2Rejection(
+            "AE", "PRD", 1, "No PRD segment with PRD-1 role RP (referring provider).", code=ERR_SEGMENT_SEQUENCE
+        )
     performer = _provider(msg, "RT")
     reason, fixed_status = _EVENTS[msg.trigger_event]
-    service_request = _service_request(msg, rf1, facility, ids, nhs, fixed_status, received_at,
-                                       performer is not None)
+    service_request = _service_request(msg, rf1, facility, ids, nhs, fixed_status, received_at, performer is not None)
     if performer is not None:
         service_request["performer"] = [_performer_reference(performer, ids.url("performer"))]
     entries = [
@@ -124,8 +124,7 @@ class _FullUrls:
 
     def __init__(self, msg: ParsedV2) -> None:
         # Length-prefixed parts, so that ("AB", "C") and ("A", "BC") never collide.
-        self._key = "".join(f"{len(p)}:{p}" for p in (msg.sending_application, msg.sending_facility,
-                                                       msg.control_id))
+        self._key = "".join(f"{len(p)}:{p}" for p in (msg.sending_application, msg.sending_facility, msg.control_id))
 
     def uuid(self, role: str) -> str:
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self._key}{len(role)}:{role}"))
@@ -137,8 +136,9 @@ class _FullUrls:
 def _required_segment(msg: ParsedV2, name: str) -> V2Segment:
     segment = msg.segment(name)
     if segment is None:
-        raise V2Rejection("AE", name, None, f"The {name} segment is missing; a referral needs it.",
-                          code=ERR_SEGMENT_SEQUENCE)
+        raise V2Rejection(
+            "AE", name, None, f"The {name} segment is missing; a referral needs it.", code=ERR_SEGMENT_SEQUENCE
+        )
     return segment
 
 
@@ -163,8 +163,16 @@ def _message_header(msg: ParsedV2, reason: str, ids: _FullUrls) -> dict[str, Any
     return header
 
 
-def _service_request(msg: ParsedV2, rf1: V2Segment, facility: str, ids: _FullUrls, nhs: str,
-                     fixed_status: str | None, received_at: datetime, has_performer: bool) -> dict[str, Any]:
+def _service_request(
+    msg: ParsedV2,
+    rf1: V2Segment,
+    facility: str,
+    ids: _FullUrls,
+    nhs: str,
+    fixed_status: str | None,
+    received_at: datetime,
+    has_performer: bool,
+) -> dict[str, Any]:
     referral_id = rf1.first(6).component(1) or msg.control_id  # RF1-6 EI.1, else MSH-10
     request: dict[str, Any] = {
         "resourceType": "ServiceRequest",
@@ -197,10 +205,16 @@ def _status(rf1: V2Segment, trigger: str) -> str:
     if code in ("R", "E") and trigger == "I13":
         return "revoked"
     if code in ("R", "E"):
-        raise V2Rejection("AE", "RF1", 1, "RF1-1 says the referral is rejected or expired, so it cannot "
-                          "open a new social prescribing referral.", code=ERR_TABLE_VALUE_NOT_FOUND)
-    raise V2Rejection("AE", "RF1", 1, "RF1-1 is not an HL7 table 0283 referral status (A, P, R, E).",
-                      code=ERR_TABLE_VALUE_NOT_FOUND)
+        raise V2Rejection(
+            "AE",
+            "RF1",
+            1,
+            "RF1-1 says the referral is rejected or expired, so it cannot open a new social prescribing referral.",
+            code=ERR_TABLE_VALUE_NOT_FOUND,
+        )
+    raise V2Rejection(
+        "AE", "RF1", 1, "RF1-1 is not an HL7 table 0283 referral status (A, P, R, E).", code=ERR_TABLE_VALUE_NOT_FOUND
+    )
 
 
 def _priority(rf1: V2Segment) -> str | None:
@@ -208,15 +222,21 @@ def _priority(rf1: V2Segment) -> str | None:
     if not code:
         return None
     if code not in _PRIORITY:
-        raise V2Rejection("AE", "RF1", 2, "RF1-2 is not a referral priority this gateway knows (R, S, A, U).",
-                          code=ERR_TABLE_VALUE_NOT_FOUND)
+        raise V2Rejection(
+            "AE",
+            "RF1",
+            2,
+            "RF1-2 is not a referral priority this gateway knows (R, S, A, U).",
+            code=ERR_TABLE_VALUE_NOT_FOUND,
+        )
     return _PRIORITY[code]
 
 
 def _referral_code(rf1: V2Segment, facility: str) -> dict[str, Any]:
     """The SP referral concept, plus RF1-3 (referral type) as the sender coded it."""
-    code: dict[str, Any] = {"coding": [{"system": SNOMED, "code": SP_REFERRAL,
-                                        "display": "Referral to social prescribing service"}]}
+    code: dict[str, Any] = {
+        "coding": [{"system": SNOMED, "code": SP_REFERRAL, "display": "Referral to social prescribing service"}]
+    }
     referral_type = _codeable(rf1.first(3), facility)
     if referral_type:
         code["coding"].extend(referral_type.get("coding", []))
@@ -256,13 +276,13 @@ def _patient(pid: V2Segment, facility: str) -> tuple[dict[str, Any], str]:
             identifier["type"] = {"coding": [{"system": V2_TABLE + "0203", "code": cx.component(5)}]}
         others.append(identifier)
     if nhs is None:
-        raise V2Rejection("AE", "PID", 3, "PID-3 has no NHS number (a repetition with assigning authority "
-                          "NHS or identifier type NH).")
+        raise V2Rejection(
+            "AE", "PID", 3, "PID-3 has no NHS number (a repetition with assigning authority NHS or identifier type NH)."
+        )
     problem = nhs_number.explain(nhs)
     if problem:
         raise V2Rejection("AE", "PID", 3, f"PID-3 NHS number is not valid: {problem}", code=ERR_DATA_TYPE)
-    patient: dict[str, Any] = {"resourceType": "Patient",
-                               "identifier": [{"system": NHS_NUMBER, "value": nhs}, *others]}
+    patient: dict[str, Any] = {"resourceType": "Patient", "identifier": [{"system": NHS_NUMBER, "value": nhs}, *others]}
     names = [n for n in (_human_name(v) for v in pid.get(5)) if n]
     if names:
         patient["name"] = names
@@ -307,8 +327,9 @@ def _practitioner(prd: V2Segment, facility: str) -> dict[str, Any]:
     if names:
         practitioner["name"] = names
     if not identifiers and not names:
-        raise V2Rejection("AE", "PRD", 2, "A PRD segment has neither a name (PRD-2) nor an identifier (PRD-7).",
-                          sequence=prd.sequence)
+        raise V2Rejection(
+            "AE", "PRD", 2, "A PRD segment has neither a name (PRD-2) nor an identifier (PRD-7).", sequence=prd.sequence
+        )
     telecom = [t for t in (_contact_point(v, "work") for v in prd.get(5)) if t]
     if telecom:
         practitioner["telecom"] = telecom
@@ -393,13 +414,18 @@ def _contact_point(value: V2Value, default_use: str) -> dict[str, Any] | None:
     if equipment in ("INTERNET", "X.400") or use_code == "NET":
         email = value.component(4) or value.component(1)
         return {"system": "email", "value": email} if email else None
-    number = value.component(1) or value.component(12) or " ".join(
-        p for p in (value.component(5), value.component(6), value.component(7)) if p)
+    number = (
+        value.component(1)
+        or value.component(12)
+        or " ".join(p for p in (value.component(5), value.component(6), value.component(7)) if p)
+    )
     if not number:
         return None
     extension = value.component(8)
-    point: dict[str, Any] = {"system": "fax" if equipment == "FX" else "phone",
-                             "value": f"{number} ext. {extension}" if extension else number}
+    point: dict[str, Any] = {
+        "system": "fax" if equipment == "FX" else "phone",
+        "value": f"{number} ext. {extension}" if extension else number,
+    }
     point["use"] = "mobile" if equipment == "CP" else _TELECOM_USE.get(use_code, default_use)
     return point
 
@@ -437,8 +463,13 @@ def _code_system(name: str, facility: str) -> str:
     table = re.fullmatch(r"HL7(\d{3,4})", upper)
     if table:
         return V2_TABLE + table.group(1).zfill(4)
-    known = {"SCT": SNOMED, "SNM": SNOMED, "LN": LOINC, "I10": "http://hl7.org/fhir/sid/icd-10",
-             "I9C": "http://hl7.org/fhir/sid/icd-9-cm"}
+    known = {
+        "SCT": SNOMED,
+        "SNM": SNOMED,
+        "LN": LOINC,
+        "I10": "http://hl7.org/fhir/sid/icd-10",
+        "I9C": "http://hl7.org/fhir/sid/icd-9-cm",
+    }
     if upper in known:
         return known[upper]
     return V2_LOCAL_CODES + quote(facility, safe="") + "/" + quote(name or "L", safe="")
@@ -491,8 +522,13 @@ def _concept_text(value: V2Value, facility: str) -> str:
 def _match(text: str, segment: str, field: int) -> re.Match[str]:
     match = _V2_DATETIME.fullmatch(text.strip())
     if match is None:
-        raise V2Rejection("AE", segment, field, f"{segment}-{field} is not an HL7 date/time "
-                          "(YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]).", code=ERR_DATA_TYPE)
+        raise V2Rejection(
+            "AE",
+            segment,
+            field,
+            f"{segment}-{field} is not an HL7 date/time (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]).",
+            code=ERR_DATA_TYPE,
+        )
     return match
 
 
@@ -503,8 +539,9 @@ def _date(text: str, segment: str, field: int) -> str:
     try:
         datetime(int(year), int(month or 1), int(day or 1))
     except ValueError:
-        raise V2Rejection("AE", segment, field, f"{segment}-{field} is not a real calendar date.",
-                          code=ERR_DATA_TYPE) from None
+        raise V2Rejection(
+            "AE", segment, field, f"{segment}-{field} is not a real calendar date.", code=ERR_DATA_TYPE
+        ) from None
     return "-".join(p for p in (year, month, day) if p)
 
 
@@ -520,8 +557,9 @@ def _datetime(text: str, segment: str, field: int) -> str:
         sign, hh, mm = (offset[0], offset[1:3], offset[3:5]) if offset else ("+", "00", "00")
         zone = datetime.fromisoformat(f"2000-01-01T00:00:00{sign}{hh}:{mm}").tzinfo
     except ValueError:
-        raise V2Rejection("AE", segment, field, f"{segment}-{field} has a time of day or offset out of range.",
-                          code=ERR_DATA_TYPE) from None
+        raise V2Rejection(
+            "AE", segment, field, f"{segment}-{field} has a time of day or offset out of range.", code=ERR_DATA_TYPE
+        ) from None
     stamp = moment.replace(tzinfo=zone).isoformat(timespec="seconds")
     return stamp[:19] + (fraction or "") + stamp[19:]
 
@@ -537,4 +575,3 @@ def _instant(text: str) -> str | None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-

@@ -1,0 +1,194 @@
+"""Pure transformations from a received referral to the FHIR resources the gateway stores.
+
+A BaRS message carries its resources as bundle entries that point at each other with
+`urn:uuid:` references; once unpacked those resolve to nothing on this server, so references
+become logical ones (type, business identifier, display). The Patient, ServiceRequest,
+Consent and Task records are shaped here; gateway/pipeline/referrals.py stores them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from profiles import systems
+
+UKCORE_SERVICE_REQUEST = systems.UKCORE_PROFILE + "ServiceRequest"
+UKCORE_PATIENT = systems.UKCORE_PROFILE + "Patient"
+UKCORE_TASK = systems.UKCORE_PROFILE + "Task"
+TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+# ServiceRequest elements that may point into the message (R4 ServiceRequest, Reference-typed elements).
+_REFERENCE_ELEMENTS = (
+    "requester",
+    "basedOn",
+    "supportingInfo",
+    "reasonReference",
+    "insurance",
+    "specimen",
+    "performer",
+)
+# Patient elements that point at other resources of the message; the stored Patient stands alone.
+_PATIENT_LINKS = ("id", "meta", "generalPractitioner", "managingOrganization", "link", "contained")
+
+BundleIndex = dict[str, dict[str, Any]]
+
+
+def nhs_identifier(nhs: str) -> dict[str, str]:
+    return {"system": systems.NHS_NUMBER, "value": nhs}
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """Returns a FHIR dateTime as an aware UTC datetime (a value without a zone taken as UTC), or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def with_profile(resource: dict[str, Any], profile: str) -> dict[str, Any]:
+    """Returns the resource with `profile` added to meta.profile (once)."""
+    meta = dict(resource.get("meta") or {})
+    profiles = list(meta.get("profile") or [])
+    if profile not in profiles:
+        profiles.append(profile)
+    meta["profile"] = profiles
+    return {**resource, "meta": meta}
+
+
+def message_index(bundle: dict[str, Any]) -> BundleIndex:
+    """Returns the message's resources by fullUrl and by `Type/id`."""
+    index: BundleIndex = {}
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource") or {}
+        if entry.get("fullUrl"):
+            index[entry["fullUrl"]] = resource
+        if resource.get("id"):
+            index[f"{resource.get('resourceType')}/{resource['id']}"] = resource
+    return index
+
+
+def local_reference(ref: Any, index: BundleIndex) -> Any:
+    """Returns a reference that still means something once the message is unpacked: a reference
+    into the message becomes the target's type, business identifier and display name."""
+    if not isinstance(ref, dict) or "reference" not in ref:
+        return ref
+    target = index.get(ref["reference"])
+    if target is None:
+        return ref
+    out: dict[str, Any] = {"type": target.get("resourceType")}
+    identifiers = target.get("identifier") or []
+    if identifiers:
+        out["identifier"] = {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]}
+    elif ref.get("identifier"):
+        out["identifier"] = ref["identifier"]
+    display = ref.get("display") or _display_name(target)
+    if display:
+        out["display"] = display
+    return out
+
+
+def _display_name(resource: dict[str, Any]) -> str | None:
+    if resource.get("name") and isinstance(resource["name"], str):
+        return resource["name"]
+    names = resource.get("name") or []
+    if isinstance(names, list) and names and isinstance(names[0], dict):
+        parts = [*names[0].get("prefix", []), *names[0].get("given", []), names[0].get("family", "")]
+        return " ".join(p for p in parts if p).strip() or None
+    return None
+
+
+def patient_record(source: dict[str, Any] | None, nhs: str) -> dict[str, Any]:
+    """Returns the Patient to store: the sender's Patient without links into the message, or a minimal one."""
+    patient: dict[str, Any] = {"resourceType": "Patient"}
+    if source:
+        patient.update({k: v for k, v in source.items() if k not in _PATIENT_LINKS})
+    others = [i for i in patient.get("identifier", []) if i.get("system") != systems.NHS_NUMBER]
+    patient["identifier"] = [nhs_identifier(nhs), *others]
+    return with_profile(patient, UKCORE_PATIENT)
+
+
+def service_request_record(sr: dict[str, Any], patient_ref: dict[str, Any], index: BundleIndex) -> dict[str, Any]:
+    """Returns the ServiceRequest to store: subject = the stored Patient, references made local."""
+    body = {k: v for k, v in sr.items() if k not in ("id", "meta")}
+    body["subject"] = patient_ref
+    for element in _REFERENCE_ELEMENTS:
+        if element in body:
+            value = body[element]
+            body[element] = (
+                [local_reference(r, index) for r in value] if isinstance(value, list) else local_reference(value, index)
+            )
+    return with_profile(body, UKCORE_SERVICE_REQUEST)
+
+
+def consent_record(consent: dict[str, Any], patient_ref: dict[str, Any], index: BundleIndex) -> dict[str, Any]:
+    """Returns the Consent to store: patient = the stored Patient, provision.actor references made local
+    (an `urn:uuid:` actor names nobody once the message is unpacked)."""
+    body = {k: v for k, v in consent.items() if k not in ("id", "meta")}
+    body["patient"] = patient_ref
+    provision = body.get("provision")
+    if isinstance(provision, dict) and provision.get("actor"):
+        actors = [{**a, "reference": local_reference(a.get("reference"), index)} for a in provision["actor"]]
+        body["provision"] = {**provision, "actor": actors}
+    return body
+
+
+def performer_org(sr: dict[str, Any]) -> str | None:
+    """Returns the ODS code (or VCSE id) of the host the referral is addressed to, if any."""
+    for performer in sr.get("performer") or []:
+        ident = performer.get("identifier") or {}
+        if ident.get("system") in (systems.ODS_CODE, systems.VCSE_ORG_ID) and ident.get("value"):
+            return str(ident["value"])
+    return None
+
+
+def task_record(
+    *,
+    service_request: dict[str, Any],
+    patient_ref: dict[str, Any],
+    requester: str,
+    recipient: str | None,
+    referral_id: str,
+    status: str,
+    reason: str | None,
+    business_status: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Returns the referral's FHIR Task (focus = the ServiceRequest, owner = the VCSE host)."""
+    sr_ref = f"ServiceRequest/{service_request['id']}"
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"profile": [UKCORE_TASK]},
+        "identifier": [{"system": systems.LOCAL_REFERRAL_ID, "value": referral_id}],
+        "basedOn": [{"reference": sr_ref}],
+        "status": status,
+        "intent": "order",
+        "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}]},
+        "focus": {"reference": sr_ref},
+        "for": patient_ref,
+        "authoredOn": service_request.get("authoredOn"),
+        "lastModified": now.isoformat(timespec="seconds"),
+        "requester": {"identifier": {"system": systems.ODS_CODE, "value": requester}},
+    }
+    if reason:
+        task["statusReason"] = {"text": reason}
+    if business_status:
+        task["businessStatus"] = {"text": business_status}
+    if recipient:
+        task["owner"] = {"identifier": {"system": systems.ODS_CODE, "value": recipient}}
+    return task
+
+
+def patient_nhs_of(resource: dict[str, Any]) -> str | None:
+    """Returns the NHS number a stored resource is about (its subject, for or patient; a Patient's own)."""
+    for element in ("subject", "for", "patient"):
+        ident = (resource.get(element) or {}).get("identifier") or {}
+        if ident.get("system") == systems.NHS_NUMBER:
+            return ident.get("value")
+    if resource.get("resourceType") == "Patient":
+        for ident in resource.get("identifier") or []:
+            if ident.get("system") == systems.NHS_NUMBER:
+                return ident.get("value")
+    return None
