@@ -249,6 +249,35 @@ def _read_referral(
     )
 
 
+CANCELLED_STATUSES = ("revoked", "entered-in-error")
+_UNCHANGEABLE_IGNORED = ("status", "meta", "id", "text")
+
+
+def check_client_update(current: dict[str, Any], proposed: dict[str, Any]) -> list[Issue]:
+    """Returns why a referrer's PUT of a stored referral is refused: after submission a referral may only be
+    cancelled (status revoked or entered-in-error, as a BaRS cancellation does); nothing else may change."""
+    before = {k: v for k, v in current.items() if k not in _UNCHANGEABLE_IGNORED}
+    after = {k: v for k, v in proposed.items() if k not in _UNCHANGEABLE_IGNORED}
+    changed = sorted(set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
+    issues = [
+        Issue(
+            "business-rule",
+            f"Only ServiceRequest.status may change after submission; {k} differs",
+            f"ServiceRequest.{k}",
+        )
+        for k in changed
+    ]
+    if proposed.get("status") not in CANCELLED_STATUSES:
+        issues.append(
+            Issue(
+                "business-rule",
+                "A referral can only be cancelled here: set status to revoked or entered-in-error",
+                "ServiceRequest.status",
+            )
+        )
+    return issues
+
+
 def nhs_number_of(sr: dict[str, Any], patient: dict[str, Any] | None = None) -> str | None:
     """Returns the patient's valid NHS number from subject.identifier or else the Patient, or None."""
     ident = as_dict(as_dict(sr.get("subject")).get("identifier"))

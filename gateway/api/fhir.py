@@ -17,10 +17,9 @@ from gateway.deps import requires
 from gateway.http import FhirResponse, fhir_body
 from gateway.pipeline import consents as consent_flow
 from gateway.pipeline import referrals
-from gateway.storage.repository import Stored
 from mappings.referral_records import patient_nhs_of
 from profiles import systems
-from profiles.outcomes import FhirError, Issue, bad_request
+from profiles.outcomes import bad_request
 from profiles.structure import check_structure
 
 router = APIRouter(prefix="/fhir")
@@ -109,51 +108,17 @@ def update_service_request(
     ctx: RequestContext = Depends(requires("ServiceRequest", "u", "update")),
     body: dict[str, Any] = Depends(fhir_body),
 ) -> FhirResponse:
-    check_structure(body, {"ServiceRequest"})
-    if body.get("id") != resource_id:
-        raise bad_request("ServiceRequest.id must equal the id in the URL", expression="ServiceRequest.id")
+    _checked_put_body(body, "ServiceRequest", resource_id)
     with ctx.transaction():
-        current = ctx.repo().read("ServiceRequest", resource_id)
-        version = if_match(request)
-        if version is not None and version != current.version_id:
-            raise FhirError(
-                412,
-                [Issue("conflict", f"If-Match names version {version}; the current is {current.version_id}")],
-            )
-        _only_status_changes(current, body)
-        new_status = body.get("status")
-        if new_status not in ("revoked", "entered-in-error"):
-            raise FhirError(
-                422,
-                [
-                    Issue(
-                        "business-rule",
-                        "A referral can only be cancelled here: set status to revoked or entered-in-error",
-                        "ServiceRequest.status",
-                    )
-                ],
-            )
-        changed = referrals.revoke(ctx, current, new_status)
-    return resource_response(changed[0])
+        changed = referrals.update_service_request(ctx, resource_id, body, if_match=if_match(request))
+    return resource_response(changed)
 
 
-def _only_status_changes(current: Stored, body: dict[str, Any]) -> None:
-    ignore = ("status", "meta", "id", "text")
-    before = {k: v for k, v in current.resource.items() if k not in ignore}
-    after = {k: v for k, v in body.items() if k not in ignore}
-    changed = sorted(set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
-    if changed:
-        raise FhirError(
-            422,
-            [
-                Issue(
-                    "business-rule",
-                    f"Only ServiceRequest.status may change after submission; {k} differs",
-                    f"ServiceRequest.{k}",
-                )
-                for k in changed
-            ],
-        )
+def _checked_put_body(body: dict[str, Any], resource_type: str, resource_id: str) -> None:
+    """A PUT body is a valid resource of the route's type whose id is the one in the URL (R4 §3.1.0.4)."""
+    check_structure(body, {resource_type})
+    if body.get("id") != resource_id:
+        raise bad_request(f"{resource_type}.id must equal the id in the URL", expression=f"{resource_type}.id")
 
 
 @router.post("/Consent", name="Consent.create", status_code=201)
@@ -174,9 +139,7 @@ def update_consent(
     ctx: RequestContext = Depends(requires("Consent", "u", "update")),
     body: dict[str, Any] = Depends(fhir_body),
 ) -> FhirResponse:
-    check_structure(body, {"Consent"})
-    if body.get("id") != resource_id:
-        raise bad_request("Consent.id must equal the id in the URL", expression="Consent.id")
+    _checked_put_body(body, "Consent", resource_id)
     with ctx.transaction():
         stored = consent_flow.update(ctx, resource_id, body, if_match=if_match(request))
     return resource_response(stored)

@@ -14,7 +14,7 @@ from gateway.storage.repository import Stored
 from mappings.referral_records import consent_record, nhs_identifier, parse_instant
 from profiles import systems
 from profiles.consent_profile import check_consent
-from profiles.outcomes import FhirError, Issue, unprocessable
+from profiles.outcomes import Issue, unprocessable
 
 
 def _nhs(consent: dict[str, Any]) -> str:
@@ -87,12 +87,9 @@ def update(ctx: RequestContext, consent_id: str, consent: dict[str, Any], *, if_
         )
     body = {k: v for k, v in consent.items() if k != "meta"}
     body["patient"] = current.resource.get("patient")
-    if if_match is not None and if_match != current.version_id:
-        raise FhirError(
-            412,
-            [Issue("conflict", f"If-Match names version {if_match}; the current is {current.version_id}")],
-        )
-    stored = ctx.repo(as_gateway=True).update("Consent", consent_id, body, date=parse_instant(consent.get("dateTime")))
+    stored = ctx.repo(as_gateway=True).update(
+        "Consent", consent_id, body, if_match=if_match, date=parse_instant(consent.get("dateTime"))
+    )
     _audit(ctx, "update", stored, nhs)
     dispatch.reconsider_patient(ctx, current.tenant, nhs)
     return stored

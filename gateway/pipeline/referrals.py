@@ -30,7 +30,7 @@ from mappings.referral_records import (
 )
 from profiles import systems
 from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
-from profiles.referral import ReferralMessage, check_service_request, read_message
+from profiles.referral import ReferralMessage, check_client_update, check_service_request, read_message
 
 _REFERRAL_TABLE = Referral.__table__  # type: ignore[attr-defined]
 _INSERT_REFERRAL = insert(_REFERRAL_TABLE)
@@ -217,7 +217,18 @@ def cancel_referral(ctx: RequestContext, sr: dict[str, Any]) -> list[Stored]:
     return revoke(ctx, current, status)
 
 
-def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
+def update_service_request(
+    ctx: RequestContext, resource_id: str, proposed: dict[str, Any], *, if_match: int | None
+) -> Stored:
+    """Returns the cancelled referral after a referrer's PUT (only cancellation is allowed: the profile says)."""
+    current = ctx.repo().read("ServiceRequest", resource_id)
+    issues = check_client_update(current.resource, proposed)
+    if issues:
+        raise unprocessable(issues)
+    return revoke(ctx, current, proposed["status"], if_match=if_match)[0]
+
+
+def revoke(ctx: RequestContext, current: Stored, status: str, *, if_match: int | None = None) -> list[Stored]:
     if current.resource.get("status") in ("revoked", "entered-in-error", "completed"):
         raise FhirError(
             409,
@@ -230,7 +241,9 @@ def revoke(ctx: RequestContext, current: Stored, status: str) -> list[Stored]:
             ],
         )
     repo = ctx.repo(as_gateway=True)
-    updated = repo.update("ServiceRequest", current.resource["id"], {**current.resource, "status": status})
+    updated = repo.update(
+        "ServiceRequest", current.resource["id"], {**current.resource, "status": status}, if_match=if_match
+    )
     ctx.audit(
         rest_event(
             ctx.audit_context,

@@ -510,3 +510,21 @@ def test_gp_message_with_a_bad_nhs_number_names_the_element():
     nhs = VALID_TEST_NHS[:-1] + str((int(VALID_TEST_NHS[-1]) + 1) % 10)
     _message, issues = read_message(referral_bundle(nhs, "A81001"))
     assert where(issues) == [("value", "Bundle.entry[1].resource.subject.identifier.value")]
+
+
+def test_a_referrer_may_only_cancel_a_stored_referral() -> None:
+    from profiles.referral import check_client_update
+
+    stored = {
+        "resourceType": "ServiceRequest",
+        "id": "sr1",
+        "status": "active",
+        "intent": "plan",
+        "note": [{"text": "a"}],
+    }
+    assert check_client_update(stored, {**stored, "status": "revoked"}) == []
+    assert check_client_update(stored, {**stored, "status": "entered-in-error", "meta": {"versionId": "9"}}) == []
+    changed = check_client_update(stored, {**stored, "status": "revoked", "intent": "order"})
+    assert [i.expression for i in changed] == ["ServiceRequest.intent"]
+    still_active = check_client_update(stored, {**stored, "note": [{"text": "b"}]})
+    assert sorted(i.expression for i in still_active) == ["ServiceRequest.note", "ServiceRequest.status"]
