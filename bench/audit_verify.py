@@ -41,6 +41,7 @@ from audit.events import (
 )
 from audit.merkle import IncrementalTree, leaf_hash, root_from_leaf_hashes
 from audit.verify import _chain_pass, read_snapshot, verify_log
+from profiles.nhs_number import check_digit
 
 PACKET_FIELDS = [
     "referralId",
@@ -57,14 +58,12 @@ PACKET_FIELDS = [
 
 
 def nhs_number(rng: random.Random) -> str:
-    """A random NHS number that passes Modulus 11 (weights 10..2, check digit 11 - sum mod 11)."""
+    """A random NHS number that passes Modulus 11."""
     while True:
-        digits = [rng.randrange(10) for _ in range(9)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check == 11:
-            check = 0
-        if check != 10:
-            return "".join(map(str, digits)) + str(check)
+        first_nine = f"{rng.randrange(10**9):09d}"
+        digit = check_digit(first_nine)
+        if digit is not None:
+            return first_nine + str(digit)
 
 
 def make_worker_entries(n: int, seed: int = 9162) -> list[bytes]:

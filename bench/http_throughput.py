@@ -92,7 +92,10 @@ def run_wrk(base: str, env: dict[str, str], seconds: int, connections: int) -> f
     script = Path(env["BENCH_DIR"]) / "post.lua"
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), "--latency", base],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
@@ -133,14 +136,36 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         if name == "bare":
-            cmd = [python, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--workers", str(args.workers),
-                   "--no-access-log", "--log-level", "warning"]
+            cmd = [
+                python,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
             server_env = dict(env, PYTHONPATH=str(ROOT))
         else:
             data = work / "data"
             seed_demo_directory(data)
-            cmd = [python, "-m", "uvicorn", "gateway.asgi:app", "--port", str(port), "--workers", str(args.workers),
-                   "--no-access-log", "--log-level", "warning"]
+            cmd = [
+                python,
+                "-m",
+                "uvicorn",
+                "gateway.asgi:app",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
             server_env = dict(env, SPGW_DATA_DIR=str(data), SPGW_PUBLIC_BASE_URL=base)
         server = subprocess.Popen(cmd, env=server_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -149,7 +174,10 @@ def main() -> int:
             if name == "gateway":
                 token = subprocess.run(
                     [str(Path(python).parent / "spgw"), "token", "demo-gp", "--url", base, "--data-dir", str(data)],
-                    capture_output=True, text=True, check=True, env=dict(env, AUTHLIB_INSECURE_TRANSPORT="1"),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=dict(env, AUTHLIB_INSECURE_TRANSPORT="1"),
                 ).stdout.strip()
                 run_env["BENCH_TOKEN"] = token
             run_wrk(base, run_env, 2, args.connections)  # warm-up
@@ -159,8 +187,18 @@ def main() -> int:
             server.wait(20)
         print(f"{name:>8}: {results[name]:8.1f} referrals/s")
     ratio = results["gateway"] / results["bare"]
-    print(json.dumps({"bare_rps": results["bare"], "gateway_rps": results["gateway"], "ratio": round(ratio, 3),
-                      "target": 0.7, "workers": args.workers, "connections": args.connections}))
+    print(
+        json.dumps(
+            {
+                "bare_rps": results["bare"],
+                "gateway_rps": results["gateway"],
+                "ratio": round(ratio, 3),
+                "target": 0.7,
+                "workers": args.workers,
+                "connections": args.connections,
+            }
+        )
+    )
     return 0 if ratio >= 0.7 else 1
 
 
