@@ -199,7 +199,7 @@ def test_spgw_demo_output_holds_no_token_assertion_key_or_nhs_number(tmp_path: P
 
 
 def test_the_cli_log_format_shows_an_exceptions_trace_but_not_its_message() -> None:
-    from gateway.cli import LOG_FORMAT, TraceOnlyFormatter
+    from gateway.cli.common import LOG_FORMAT, TraceOnlyFormatter
 
     try:
         try:

@@ -24,7 +24,7 @@ import click
 
 from audit.checkpoint import Checkpoint, CheckpointError, load_verifier_key, parse_and_verify
 from audit.events import AuditContext
-from gateway.cli import _engine, data_dir_option
+from gateway.cli.common import data_dir_option, open_engine
 
 DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 EXIT_AT_FAULT = 1
@@ -86,7 +86,7 @@ def verify(
     from audit.verify import verifier_key as own_verifier_key
     from audit.verify import verify_log
 
-    engine, settings = _engine(data_dir)
+    engine, settings = open_engine(data_dir)
     try:
         checkpoint: Checkpoint | None = None
         if checkpoint_file is not None or segments is not None:
@@ -123,7 +123,7 @@ def checkpoint(data_dir: Path | None, out: Path | None) -> None:
     """Sign the log's tree as it stands and print the checkpoint note."""
     from audit.verify import make_checkpoint
 
-    engine, settings = _engine(data_dir)
+    engine, settings = open_engine(data_dir)
     try:
         note = make_checkpoint(engine, settings, ctx=_operator())
     finally:
@@ -139,7 +139,7 @@ def verifier_key_command(data_dir: Path | None) -> None:
     """Print the public verifier key for this gateway's checkpoints."""
     from audit.verify import verifier_key
 
-    engine, settings = _engine(data_dir)
+    engine, settings = open_engine(data_dir)
     engine.dispose()
     click.echo(verifier_key(settings))
 
@@ -153,7 +153,7 @@ def prove(seq: int, size: int | None, data_dir: Path | None) -> None:
     from audit.verify import ProofError
     from audit.verify import prove as prove_entry
 
-    engine, _ = _engine(data_dir)
+    engine, _ = open_engine(data_dir)
     try:
         proof = prove_entry(engine, seq, size=size)
     except ProofError as exc:
@@ -175,7 +175,7 @@ def export(start: datetime, end: datetime, fmt: str, out: Path | None, data_dir:
 
     if end == end.replace(hour=0, minute=0, second=0, microsecond=0):
         end = end + timedelta(days=1)  # a plain date means the whole of that day
-    engine, _ = _engine(data_dir)
+    engine, _ = open_engine(data_dir)
     try:
         target = out.open("w", newline="") if out else nullcontext(click.get_text_stream("stdout"))
         with target as stream:
@@ -197,7 +197,7 @@ def archive(before: datetime | None, out: Path, data_dir: Path | None) -> None:
     from audit.retention import ArchiveError
     from audit.retention import archive as archive_entries
 
-    engine, settings = _engine(data_dir)
+    engine, settings = open_engine(data_dir)
     try:
         result = archive_entries(
             engine, settings, out_dir=out, before=_utc(before) if before else None, ctx=_operator()
