@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -71,6 +71,16 @@ class FhirResource(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("resource_type", "id"),
         Index("ix_resource_tenant", "resource_type", "tenant"),
+        # One Patient per NHS number per tenant, kept by the database: of two concurrent referrals for
+        # a new patient, the second insert fails and reuses the winner (pipeline/referrals.py).
+        Index(
+            "uq_patient_per_tenant",
+            "tenant",
+            "patient_nhs",
+            unique=True,
+            sqlite_where=text("resource_type = 'Patient'"),
+            postgresql_where=text("resource_type = 'Patient'"),
+        ),
     )
     pk: int | None = Field(default=None, primary_key=True)
     resource_type: str = Field(max_length=64)
@@ -170,10 +180,23 @@ class IdempotencyRecord(SQLModel, table=True):
     created: datetime = Field(default_factory=now_utc)
 
 
+class ReferralIdentifier(SQLModel, table=True):
+    """A business identifier a tenant's referral was received under: unique per tenant, by the database,
+    so two concurrent posts of one referral (a GP system retrying) store it once and the other gets 409."""
+
+    __tablename__ = "referral_identifier"
+    tenant: str = Field(primary_key=True, max_length=64)
+    system: str = Field(primary_key=True, max_length=200)
+    value: str = Field(primary_key=True, max_length=200)
+    service_request_id: str = Field(max_length=64)
+
+
 class V2Message(SQLModel, table=True):
-    """HL7 v2 messages already processed, by sender and MSH-10, so a resend is not stored twice."""
+    """HL7 v2 messages already processed, by the authenticated client (HTTP) or configured MLLP source
+    that sent them, the MSH-3^MSH-4 they carried, and MSH-10, so a resend is not stored twice."""
 
     __tablename__ = "v2_message"
+    client_id: str = Field(primary_key=True, max_length=100)
     sender: str = Field(primary_key=True, max_length=200)
     control_id: str = Field(primary_key=True, max_length=200)
     ack_code: str = Field(max_length=2)

@@ -27,7 +27,7 @@ from mappings.outcome_codes import (
     swemwbs_metric,
 )
 from mappings.outcome_schema import OutcomeSubmission
-from mappings.outcomes import fhir_instant, observation_id
+from mappings.outcomes import fhir_instant, observation_id, submission_identifier
 
 Direction = Literal["better", "worse", "none"]
 
@@ -145,19 +145,22 @@ def change_to_observation(
     service_request_ref: str,
     performer: dict[str, Any],
     id_prefix: str,
+    referral_id: str | None = None,
 ) -> dict[str, Any]:
-    """Returns the derived R4 Observation for one change.
+    """Returns the derived R4 Observation for one change (identifier unique per referral, as in
+    mappings.outcomes.submission_to_observations).
 
     `baseline_ref` and `final_ref` reference the source Observations (e.g. "Observation/sub-1-swemwbs");
     `id_prefix` is the later submission's prefix, so a recomputation maps to the same id.
     """
     measure = MEASURES[f"change.{change.measure}"]
     slug = measure.codings[0].code  # "change-swemwbs-metric"
+    stem = submission_identifier(referral_id, change.final_submission_id)
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": observation_id(id_prefix, slug),
         "meta": {"profile": [UKCORE_OBSERVATION]},
-        "identifier": [{"system": OUTCOME_SUBMISSION_ID, "value": f"{change.final_submission_id}/{slug}"}],
+        "identifier": [{"system": OUTCOME_SUBMISSION_ID, "value": f"{stem}/{slug}"}],
         "basedOn": [{"reference": service_request_ref}],
         "status": "final",
         "category": [category("survey")],

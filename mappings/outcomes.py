@@ -48,6 +48,11 @@ def observation_id(id_prefix: str, measure: str) -> str:
     return value
 
 
+def submission_identifier(referral_id: str | None, submission_id: str) -> str:
+    """Returns the stem of a submission's Observation identifiers: unique across referrals."""
+    return f"{referral_id}/{submission_id}" if referral_id else submission_id
+
+
 def submission_to_observations(
     sub: OutcomeSubmission,
     *,
@@ -55,9 +60,13 @@ def submission_to_observations(
     service_request_ref: str,
     performer: dict[str, Any],
     id_prefix: str,
+    referral_id: str | None = None,
 ) -> list[Resource]:
-    """Returns the R4 Observations (dicts) for every measure, activity and closing summary present."""
-    frame = _Frame(sub, patient_ref, service_request_ref, performer, id_prefix)
+    """Returns the R4 Observations (dicts) for every measure, activity and closing summary present.
+
+    Identifiers are `<referral_id>/<submission_id>/<measure>` when `referral_id` is given: a submission
+    id is an idempotency key per referral only, so two referrals may both send `crm-0001`."""
+    frame = _Frame(sub, patient_ref, service_request_ref, performer, id_prefix, referral_id)
     out: list[Resource] = []
     if sub.ons4 is not None:
         out.append(_ons4(frame, sub.ons4))
@@ -82,8 +91,10 @@ class _Frame:
         service_request_ref: str,
         performer: dict[str, Any],
         id_prefix: str,
+        referral_id: str | None = None,
     ) -> None:
         self.sub = sub
+        self.identifier_base = submission_identifier(referral_id, sub.submission_id)
         self.patient_ref = patient_ref
         self.service_request_ref = service_request_ref
         self.performer = performer
@@ -96,7 +107,7 @@ class _Frame:
             "resourceType": "Observation",
             "id": observation_id(self.id_prefix, measure),
             "meta": {"profile": [UKCORE_OBSERVATION]},
-            "identifier": [{"system": OUTCOME_SUBMISSION_ID, "value": f"{self.sub.submission_id}/{measure}"}],
+            "identifier": [{"system": OUTCOME_SUBMISSION_ID, "value": f"{self.identifier_base}/{measure}"}],
             "basedOn": [{"reference": self.service_request_ref}],
             "status": "final",
             "category": [category(concept.category)],

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from audit import store as audit_store
@@ -31,10 +31,11 @@ from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
 from gateway.errors import trace_without_messages
-from gateway.models import Organisation, OutboxMessage, Packet, Referral
+from gateway.models import Organisation, OutboxMessage, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
-from gateway.storage.repository import Repository
+from gateway.storage import outbox, packets, resources
+from gateway.storage.scope import DELIVERY, ForTenant
 from mappings.packet import content_fields, restrict
 
 log = logging.getLogger("spgw.worker")
@@ -69,27 +70,11 @@ def claim(
     """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
-        query = (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.status == "pending",
-                OutboxMessage.next_attempt_at <= now,
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),  # type: ignore[union-attr]
-            )
-            .order_by(OutboxMessage.pk)  # type: ignore[arg-type]
-            .limit(batch)
-        )
-        if is_postgres(engine):
-            query = query.with_for_update(skip_locked=True)
-        rows = list(session.exec(query))
-        claimed = []
-        for row in rows:
-            row.locked_until = now + lease
-            session.add(row)
-            claimed.append(
-                Claimed(row.pk or 0, row.kind, row.target, row.dedup_key, row.body, row.content_type, row.attempts)
-            )
-    return claimed
+        rows = outbox.lease_due(session, DELIVERY, now=now, batch=batch, lease=lease, skip_locked=is_postgres(engine))
+        return [
+            Claimed(row.pk or 0, row.kind, row.target, row.dedup_key, row.body, row.content_type, row.attempts)
+            for row in rows
+        ]
 
 
 def send(http: httpx.Client, org: Organisation | None, item: Claimed, settings: Settings) -> None:
@@ -121,10 +106,9 @@ def _record_success(session: Session, row: OutboxMessage, sent: Claimed, now: da
     row.status, row.delivered_at, row.locked_until, row.last_error = "delivered", now, None, None
     row.attempts += 1
     session.add(row)
-    packet = session.get(Packet, row.dedup_key)
-    if row.kind == "referral" and packet is not None:
-        referral = session.get(Referral, packet.referral_id)
-        assert referral is not None
+    found = packets.for_delivery(session, DELIVERY, row.dedup_key) if row.kind == "referral" else None
+    if found is not None:
+        packet, referral = found
         event = disclosure_event(
             WORKER_CONTEXT,
             recipient_org=row.target,
@@ -189,12 +173,17 @@ def _write_back_disclosure(session: Session, row: OutboxMessage, sent: Claimed, 
     entries = [e["resource"] for e in orjson.loads(sent.body).get("entry", [])]
     nhs = entries[0]["subject"]["identifier"]["value"]
     first = entries[0]["identifier"][0]
-    [stored] = Repository(session, None).find_by_token("Observation", "identifier", first["system"], first["value"])
+    # The write-back goes to the referring practice: its own Observations, looked up in its tenant.
+    # Identifiers are unique per referral; were one ever found twice, the newest names the referral.
+    found = resources.by_token(
+        session, ForTenant(row.target), "Observation", "identifier", first["system"], first["value"]
+    )
+    based_on = (found[0].resource.get("basedOn") or [{}])[0] if found else {}
     return disclosure_event(
         WORKER_CONTEXT,
         recipient_org=row.target,
         patient_nhs=nhs,
-        referral_ref=stored.resource["basedOn"][0]["reference"],
+        referral_ref=based_on.get("reference") or f"Observation identifier {first['value']}",
         packet_id=row.dedup_key,
         fields=[f"Observation {e['identifier'][0]['value']}" for e in entries],
         consent_ref=None,
@@ -210,10 +199,10 @@ def _check_before_sending(session: Session, item: Claimed, org: Organisation | N
     moment data leaves)."""
     if item.kind != "referral":
         return SendCheck(item)
-    packet = session.get(Packet, item.dedup_key)
-    referral = session.get(Referral, packet.referral_id) if packet else None
-    if packet is None or referral is None:
+    found = packets.for_delivery(session, DELIVERY, item.dedup_key)
+    if found is None:
         return SendCheck(item, "the packet no longer exists")
+    packet, referral = found
     if packet.status in ("recalled", "ceased"):
         return SendCheck(item, f"the packet was {packet.status}")
     decision = dispatch.current_decision(session, referral, packet.recipient, now)
@@ -263,22 +252,97 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
         _withdraw(engine, settings, check)
         return False
     item = check.item
+    _record_attempt(engine, item)  # committed before anything leaves: no send without a record
     error: DeliveryError | None = None
     try:
         send(http, org, item, settings)
     except DeliveryError as exc:
         error = exc
     now = datetime.now(UTC)
-    with transaction(engine) as session:
-        row = session.get(OutboxMessage, item.pk)
-        if row is None or row.status != "pending":
-            return error is None
-        if error is None:
-            _record_success(session, row, item, now)
-        else:
-            log.info("delivery %s to %s failed: %s", item.dedup_key, item.target, error)
-            _record_failure(session, row, error, settings, now)
+    try:
+        with transaction(engine) as session:
+            row = outbox.row(session, DELIVERY, item.pk)
+            if row is None or row.status != "pending":
+                return error is None
+            if error is None:
+                _record_success(session, row, item, now)
+            else:
+                log.info("delivery %s to %s failed: %s", item.dedup_key, item.target, error)
+                _record_failure(session, row, error, settings, now)
+    except Exception as exc:
+        # The answer is known but its record failed: say so in the audit and close the row on what the
+        # receiver said, so a sent message is neither unrecorded nor sent again every lease.
+        log.error("recording delivery %s failed\n%s", item.dedup_key, trace_without_messages(exc))
+        _record_fallback(engine, item, error, settings, now, exc)
     return error is None
+
+
+def _record_attempt(engine: Engine, item: Claimed) -> None:
+    """Audits that a delivery is about to leave (outcome unknown until recorded): if the process dies
+    or the outcome cannot be recorded after the send, the log still shows it was sent."""
+    with transaction(engine) as session:
+        audit_store.append(
+            session,
+            system_event(
+                WORKER_CONTEXT,
+                activity="delivery-attempt",
+                outcome=0,
+                description=f"{item.kind} {item.dedup_key} sending to {item.target} (attempt {item.attempts + 1}); "
+                "outcome unknown until recorded",
+                recorded=datetime.now(UTC),
+            ),
+        )
+
+
+def _record_fallback(
+    engine: Engine, item: Claimed, error: DeliveryError | None, settings: Settings, now: datetime, exc: Exception
+) -> None:
+    with transaction(engine) as session:
+        row = outbox.row(session, DELIVERY, item.pk)
+        if row is None or row.status != "pending":
+            return
+        if error is None:
+            row.status, row.delivered_at, row.locked_until = "delivered", now, None
+            row.attempts += 1
+            row.last_error = f"delivered; its disclosure record failed ({type(exc).__name__})"
+            session.add(row)
+        else:
+            _record_failure(session, row, error, settings, now)
+        audit_store.append(
+            session,
+            system_event(
+                WORKER_CONTEXT,
+                activity="delivery-recorded-partially",
+                outcome=4,
+                description=f"{item.kind} {item.dedup_key} to {item.target}: "
+                f"{'delivered' if error is None else 'failed'}; recording it in full failed ({type(exc).__name__})",
+                recorded=now,
+            ),
+        )
+
+
+def _release(engine: Engine, item: Claimed, settings: Settings, exc: Exception) -> None:
+    """Puts a row whose handling failed before it was sent back in the queue, with a backoff, so that
+    it neither blocks the rows leased with it nor waits out the whole lease."""
+    now = datetime.now(UTC)
+    with transaction(engine) as session:
+        row = outbox.row(session, DELIVERY, item.pk)
+        if row is None or row.status != "pending":
+            return
+        _record_failure(session, row, RetryableDeliveryError(f"internal error: {type(exc).__name__}"), settings, now)
+
+
+def _deliver_isolated(engine: Engine, http: httpx.Client, item: Claimed, settings: Settings) -> bool:
+    """Delivers one row; a fault with this row is logged and retried later, never stopping its batch."""
+    try:
+        return deliver_one(engine, http, item, settings)
+    except Exception as exc:
+        log.error("delivery %s failed inside the worker\n%s", item.dedup_key, trace_without_messages(exc))
+        try:
+            _release(engine, item, settings, exc)
+        except Exception as release_exc:
+            log.error("could not release delivery %s\n%s", item.dedup_key, trace_without_messages(release_exc))
+        return False
 
 
 def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE) -> int:
@@ -287,7 +351,7 @@ def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = Non
     try:
         landed = 0
         while batch := claim(engine, lease=lease):
-            landed += sum(deliver_one(engine, client, item, settings) for item in batch)
+            landed += sum(_deliver_isolated(engine, client, item, settings) for item in batch)
             if len(batch) < CLAIM_BATCH:
                 break
         return landed

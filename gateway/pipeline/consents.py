@@ -10,7 +10,9 @@ from audit.events import rest_event
 from gateway.context import RequestContext
 from gateway.pipeline import dispatch
 from gateway.pipeline.referrals import store_consent
+from gateway.storage import resources
 from gateway.storage.repository import Stored
+from gateway.storage.scope import ForTenant
 from mappings.referral_records import consent_record, nhs_identifier, parse_instant
 from profiles import systems
 from profiles.consent_profile import check_consent
@@ -40,8 +42,11 @@ def _check(consent: dict[str, Any]) -> str:
 
 
 def _patient_ref(ctx: RequestContext, nhs: str) -> dict[str, Any]:
+    """Returns the Consent's patient: by NHS number, and by id when the caller's tenant holds the Patient."""
+    assert ctx.session is not None and ctx.principal is not None
     ref: dict[str, Any] = {"identifier": nhs_identifier(nhs)}
-    for patient in ctx.repo().find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs):
+    patient = resources.patient(ctx.session, ForTenant(ctx.principal.organisation), nhs)
+    if patient is not None:
         ref["reference"] = f"Patient/{patient.resource['id']}"
     return ref
 

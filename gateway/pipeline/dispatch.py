@@ -13,24 +13,29 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, bindparam, insert
+from sqlalchemy import Row, bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from audit.events import consent_decision_event
 from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
-from gateway.models import Organisation, OutboxMessage, Packet, Referral, now_utc
-from gateway.storage.repository import Repository, Stored, execute
+from gateway.models import Organisation, Packet, Referral, now_utc
+from gateway.storage import consents, outbox, packets, referrals
+from gateway.storage.repository import Stored, execute
+from gateway.storage.scope import ForTenant
 from mappings.packet import build_packet, notice_packet
-from profiles import systems
 
 ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
+# Every state in which the host holds the packet's content (it was offered, whatever it did since):
+# a withdrawal of consent reaches all of them (a cease notice), finished referrals included.
+DISCLOSED_PACKET_STATES = (*ACTIVE_PACKET_STATES, "declined", "completed")
+# Task states FHIR's state machine lets nothing follow: a cease leaves them as they are.
+FINAL_TASK_STATES = ("completed", "cancelled", "rejected", "failed", "entered-in-error")
 # Core statements for the per-referral path (no ORM objects to build and flush).
 _ORG_TABLE = Organisation.__table__  # type: ignore[attr-defined]
 _ORGANISATIONS = sa_select(_ORG_TABLE).where(_ORG_TABLE.c.id.in_(bindparam("ids", expanding=True)))
-_INSERT_PACKET = insert(Packet.__table__)  # type: ignore[attr-defined]
 
 
 def new_packet_id() -> str:
@@ -38,9 +43,8 @@ def new_packet_id() -> str:
 
 
 def consents_for(session: Session, tenant: str, nhs: str) -> list[dict[str, Any]]:
-    """Returns the Consents on record for this patient at this organisation."""
-    found = Repository(session, None).find_by_token("Consent", "patient:identifier", systems.NHS_NUMBER, nhs)
-    return [s.resource for s in found if s.tenant == tenant]
+    """Returns every Consent on record for this patient at this organisation (filtered in SQL)."""
+    return consents.of_patient(session, ForTenant(tenant), nhs)
 
 
 def current_decision(session: Session, referral: Referral, recipient: str, now: datetime) -> Decision:
@@ -82,13 +86,25 @@ def update_task(
 
 
 def _enqueue(
-    ctx: RequestContext, org: Organisation | Row[Any], kind: str, body: dict[str, Any], dedup_key: str
+    ctx: RequestContext,
+    referral: Referral,
+    org: Organisation | Row[Any],
+    kind: str,
+    body: dict[str, Any],
+    dedup_key: str,
 ) -> None:
     """Writes an outbox row for a webhook host (pull-only hosts fetch from the VCSE API instead)."""
     if org.delivery_mode != "webhook" or not org.webhook_url:
         return
     assert ctx.session is not None
-    ctx.session.add(OutboxMessage(kind=kind, target=org.id, dedup_key=dedup_key, body=orjson.dumps(body).decode()))
+    outbox.enqueue(
+        ctx.session,
+        ForTenant(referral.tenant),
+        kind=kind,
+        target=org.id,
+        dedup_key=dedup_key,
+        body=orjson.dumps(body).decode(),
+    )
 
 
 def decide_for(ctx: RequestContext, referral: Referral, recipient: str) -> Decision:
@@ -134,12 +150,7 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
     org = orgs.get(recipient)
     if org is None or org.kind != "vcse" or not org.active:
         return TaskState("on-hold", reason=f"{recipient} is not a registered, active VCSE host on this gateway")
-    if (
-        service_request is None
-        and ctx.session.exec(
-            select(Packet.packet_id).where(Packet.referral_id == referral.referral_id, Packet.kind == "referral")
-        ).first()
-    ):
+    if service_request is None and packets.of_referral(ctx.session, ForTenant(referral.tenant), referral.referral_id):
         return None
     decision = decide_for(ctx, referral, recipient)
     if not decision.permit:
@@ -159,9 +170,10 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
         referrer={"organisation": referral.tenant, "name": referrer.name if referrer is not None else None},
         created_at=ctx.now(),
     )
-    execute(
+    packets.insert_packet(
         ctx.session,
-        _INSERT_PACKET,
+        ForTenant(referral.tenant),
+        referral,
         {
             "packet_id": packet_id,
             "referral_id": referral.referral_id,
@@ -174,7 +186,7 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
             "created": now_utc(),
         },
     )
-    _enqueue(ctx, org, "referral", built.body, packet_id)
+    _enqueue(ctx, referral, org, "referral", built.body, packet_id)
     return TaskState("requested", business_status=f"offered to {recipient}")
 
 
@@ -186,8 +198,8 @@ def offer(ctx: RequestContext, referral: Referral) -> Stored | None:
     return update_task(ctx, referral, status=state.status, reason=state.reason, business_status=state.business_status)
 
 
-def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_status: str) -> None:
-    """Marks a delivered packet recalled/ceased and queues the notice for its host."""
+def _notify(ctx: RequestContext, referral: Referral, packet: Packet, kind: str, reason: str, new_status: str) -> None:
+    """Marks an issued packet recalled/ceased and queues the notice for its host."""
     assert ctx.session is not None
     notice_id = new_packet_id()
     body = notice_packet(
@@ -200,59 +212,63 @@ def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_sta
     )
     packet.status = new_status
     ctx.session.add(packet)
-    ctx.session.add(
-        Packet(
-            packet_id=notice_id,
-            referral_id=packet.referral_id,
-            recipient=packet.recipient,
-            kind=kind,
-            body=body,
-        )
+    packets.insert_packet(
+        ctx.session,
+        ForTenant(referral.tenant),
+        referral,
+        {
+            "packet_id": notice_id,
+            "referral_id": packet.referral_id,
+            "recipient": packet.recipient,
+            "kind": kind,
+            "status": "new",
+            "body": body,
+            "fields": [],
+            "consent_id": None,
+            "created": now_utc(),
+        },
     )
     org = ctx.session.get(Organisation, packet.recipient)
     if org is not None:
-        _enqueue(ctx, org, kind, body, notice_id)
+        _enqueue(ctx, referral, org, kind, body, notice_id)
 
 
-def recall(ctx: RequestContext, service_request_id: str, *, reason: str) -> Stored | None:
+def recall(ctx: RequestContext, tenant: str, service_request_id: str, *, reason: str) -> Stored | None:
     """Cancels the Task of a revoked referral and sends its host a recall notice; returns the Task."""
     assert ctx.session is not None
-    referral = ctx.session.exec(select(Referral).where(Referral.service_request_id == service_request_id)).first()
+    referral = referrals.by_service_request(ctx.session, ForTenant(tenant), service_request_id)
     if referral is None:
         return None
     status = ctx.repo(as_gateway=True).read("ServiceRequest", service_request_id).resource.get("status", "revoked")
     code = "entered-in-error" if status == "entered-in-error" else "revoked"
-    for packet in _live_packets(ctx, referral):
-        _notify(ctx, packet, "recall", code, "recalled")
+    for packet in _packets(ctx, referral, ACTIVE_PACKET_STATES):
+        _notify(ctx, referral, packet, "recall", code, "recalled")
     return update_task(ctx, referral, status="cancelled", reason=reason)
 
 
-def _live_packets(ctx: RequestContext, referral: Referral) -> list[Packet]:
+def _packets(ctx: RequestContext, referral: Referral, states: tuple[str, ...]) -> list[Packet]:
     assert ctx.session is not None
-    return list(
-        ctx.session.exec(
-            select(Packet).where(
-                Packet.referral_id == referral.referral_id,
-                Packet.kind == "referral",
-                Packet.status.in_(ACTIVE_PACKET_STATES),  # type: ignore[attr-defined]
-            )
-        )
-    )
+    return packets.of_referral(ctx.session, ForTenant(referral.tenant), referral.referral_id, statuses=states)
 
 
 def reconsider_patient(ctx: RequestContext, tenant: str, nhs: str) -> None:
-    """After a Consent changes: send cease notices where permission ended, offer referrals now permitted."""
+    """After a Consent changes: send cease notices where permission ended, offer referrals now permitted.
+
+    Only this tenant's referrals and Consents take part (filtered in SQL): another practice's Consents
+    for the same person neither end nor grant anything here. A withdrawal reaches every packet the host
+    still holds, finished referrals included: the host holding the person's data is told.
+    """
     assert ctx.session is not None
-    referrals = ctx.session.exec(select(Referral).where(Referral.tenant == tenant, Referral.patient_nhs == nhs)).all()
-    for referral in referrals:
-        live = _live_packets(ctx, referral)
-        if live:
+    for referral in referrals.of_patient(ctx.session, ForTenant(tenant), nhs):
+        held = _packets(ctx, referral, DISCLOSED_PACKET_STATES)
+        if held:
             assert referral.recipient is not None
             decision = decide_for(ctx, referral, referral.recipient)
             if not decision.permit:
                 reason = "consent-expired" if decision.lapsed else "consent-withdrawn"
-                for packet in live:
-                    _notify(ctx, packet, "cease", reason, "ceased")
-                update_task(ctx, referral, status="cancelled", reason=f"Consent ended: {decision.reason}")
+                for packet in held:
+                    _notify(ctx, referral, packet, "cease", reason, "ceased")
+                if task_of(ctx, referral).resource.get("status") not in FINAL_TASK_STATES:
+                    update_task(ctx, referral, status="cancelled", reason=f"Consent ended: {decision.reason}")
         elif task_of(ctx, referral).resource.get("status") == "on-hold":
             offer(ctx, referral)

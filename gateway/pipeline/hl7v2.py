@@ -84,6 +84,26 @@ def _sender_key(outcome: V2Outcome) -> str:
     return f"{app}^{facility}"[:200]
 
 
+def _claimed_by_another(settings: Settings, principal: Principal, outcome: V2Outcome) -> V2Rejection | None:
+    """Refuses a message whose MSH-3^MSH-4 is a configured sender mapped to another client: a caller
+    speaks only as itself (an unmapped MSH-3^MSH-4 is the caller's own label, kept apart from other
+    callers' by the de-duplication key, which holds the client)."""
+    if outcome.sender is None:
+        return None
+    sender = _sender_key(outcome)
+    owner = parse_sources(settings.mllp_allowed_sources).get(sender)
+    if owner is None or owner == principal.client_id:
+        return None
+    return V2Rejection(
+        "AR",
+        "MSH",
+        3,
+        f"MSH-3^MSH-4 {sender} is a sender registered to another client; client {principal.client_id} "
+        "may send only as itself",
+        code=ERR_UNKNOWN_SENDER,
+    )
+
+
 def handle_message(
     engine: Engine,
     settings: Settings,
@@ -109,6 +129,8 @@ def handle_message(
                 code=ERR_UNKNOWN_SENDER,
             )
             outcome = V2Outcome("AR", outcome.parsed, None, rejection, outcome.control_id, outcome.sender)
+        elif (claimed := _claimed_by_another(settings, principal, outcome)) is not None:
+            outcome = V2Outcome("AR", outcome.parsed, None, claimed, outcome.control_id, outcome.sender)
         audit_ctx = AuditContext(
             client_id=principal.client_id if principal else None,
             organisation=principal.organisation if principal else None,
@@ -145,12 +167,14 @@ def _accept(
     request_id: str | None,
     correlation_id: str | None,
 ) -> bytes:
-    """Runs the referral pipeline once per (sender, MSH-10); a resend gets AA again and stores nothing."""
+    """Runs the referral pipeline once per (client, MSH-3^MSH-4, MSH-10); a resend gets AA again and
+    stores nothing. The client is the authenticated caller (HTTP) or the one the configured MLLP source
+    maps to: another caller's control ids are neither blocked nor revealed by this one's."""
     assert outcome.bundle is not None and outcome.control_id is not None
     ctx = RequestContext(
         engine, settings, principal, request_id, correlation_id, settings.public_base_url or "", source_ip=source_ip
     )
-    key = (_sender_key(outcome), outcome.control_id[:200])
+    key = (principal.client_id, _sender_key(outcome), outcome.control_id[:200])
     for attempt in range(2):
         try:
             with ctx.transaction() as session:
@@ -160,7 +184,7 @@ def _accept(
                             ctx.audit_context,
                             activity="hl7v2-duplicate",
                             outcome=0,
-                            description=f"HL7 v2 message {key[1]} already processed; AA repeated, nothing stored",
+                            description=f"HL7 v2 message {key[2]} already processed; AA repeated, nothing stored",
                             recorded=now,
                         )
                     )
@@ -170,13 +194,17 @@ def _accept(
                     (e["resource"]["id"] for e in stored["entry"] if e["resource"]["resourceType"] == "ServiceRequest"),
                     None,
                 )
-                session.add(V2Message(sender=key[0], control_id=key[1], ack_code="AA", service_request_id=sr_id))
+                session.add(
+                    V2Message(
+                        client_id=key[0], sender=key[1], control_id=key[2], ack_code="AA", service_request_id=sr_id
+                    )
+                )
                 ctx.audit(
                     system_event(
                         ctx.audit_context,
                         activity="hl7v2-message",
                         outcome=0,
-                        description=f"HL7 v2 message {key[1]} accepted",
+                        description=f"HL7 v2 message {key[2]} accepted",
                         recorded=now,
                         references=[f"ServiceRequest/{sr_id}"] if sr_id else (),
                     )

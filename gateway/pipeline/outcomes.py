@@ -16,8 +16,10 @@ from sqlmodel import select
 
 from audit.events import rest_event
 from gateway.context import RequestContext
-from gateway.models import Organisation, OutboxMessage, OutcomeRecord, Referral
+from gateway.models import Organisation, OutcomeRecord, Referral
 from gateway.pipeline import workflow
+from gateway.storage import outbox
+from gateway.storage.scope import ForTenant
 from mappings.distance import change_to_observation, distance_travelled
 from mappings.outcome_schema import OutcomeSubmission, parse_submission
 from mappings.outcomes import observation_id, submission_to_observations
@@ -58,6 +60,7 @@ def submit(ctx: RequestContext, referral_id: str, data: dict[str, Any]) -> tuple
         if existing.body_sha256 != digest:
             raise conflict(f"submission_id {sub.submission_id} was already used with different content")
         return 200, _answer(existing)
+    workflow.still_permitted(ctx, item)  # recalled, ceased or consent ended: 409, whatever the state
     if item.packet.status not in OPEN_STATES:
         raise FhirError(
             409,
@@ -131,6 +134,7 @@ def _observations(ctx: RequestContext, referral: Referral, sub: OutcomeSubmissio
         service_request_ref=sr_ref,
         performer=performer,
         id_prefix=_prefix(referral.referral_id, sub.submission_id),
+        referral_id=referral.referral_id,
     )
 
 
@@ -175,6 +179,7 @@ def _distance(
                 service_request_ref=sr_ref,
                 performer=performer,
                 id_prefix=final_prefix,
+                referral_id=referral.referral_id,
             )
         )
         answer.append(
@@ -259,12 +264,12 @@ def _queue_write_back(ctx: RequestContext, referral: Referral, observations: lis
         return (stored.get("identifier") or [None])[0]
 
     bundle = transaction_bundle(observations, service_request, identifier_of)
-    ctx.session.add(
-        OutboxMessage(
-            kind="fhir-writeback",
-            target=gp.id,
-            dedup_key=f"wb-{key}",
-            body=orjson.dumps(bundle).decode(),
-            content_type="application/fhir+json",
-        )
+    outbox.enqueue(
+        ctx.session,
+        ForTenant(referral.tenant),
+        kind="fhir-writeback",
+        target=gp.id,
+        dedup_key=f"wb-{key}",
+        body=orjson.dumps(bundle).decode(),
+        content_type="application/fhir+json",
     )

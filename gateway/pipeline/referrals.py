@@ -10,13 +10,16 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from audit.events import rest_event
 from gateway.context import RequestContext
 from gateway.models import Referral
 from gateway.pipeline import dispatch
-from gateway.storage.repository import Stored, execute
+from gateway.storage import referrals as referral_store
+from gateway.storage import resources
+from gateway.storage.repository import Stored
+from gateway.storage.scope import ForTenant
 from mappings.referral_records import (
     consent_record,
     message_index,
@@ -28,13 +31,8 @@ from mappings.referral_records import (
     service_request_record,
     task_record,
 )
-from profiles import systems
 from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from profiles.referral import ReferralMessage, check_client_update, check_service_request, read_message
-
-_REFERRAL_TABLE = Referral.__table__  # type: ignore[attr-defined]
-_INSERT_REFERRAL = insert(_REFERRAL_TABLE)
-_REFERRAL_COLUMNS = tuple(c.name for c in _REFERRAL_TABLE.columns)
 
 
 def _errors(issues: list[Issue]) -> list[Issue]:
@@ -47,29 +45,46 @@ def new_referral_id() -> str:
 
 
 def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None) -> Stored:
+    """Returns the tenant's one Patient for this NHS number, created or refreshed from `source`.
+
+    The database keeps it one (a unique index): when a concurrent request created the Patient after
+    our look-up, our insert fails inside its savepoint and the winner's Patient is used instead.
+    """
+    assert ctx.session is not None
     repo = ctx.repo(as_gateway=True)
-    existing = [s for s in repo.find_by_token("Patient", "identifier", systems.NHS_NUMBER, nhs) if s.tenant == tenant]
     body = patient_record(source, nhs)
-    if existing:
-        current = existing[0]
-        if source is None:
-            return current
-        return repo.update("Patient", current.resource["id"], body)
-    return repo.create(body, tenant=tenant, patient_nhs=nhs)
+    current = resources.patient(ctx.session, ForTenant(tenant), nhs)
+    if current is None:
+        try:
+            with ctx.session.begin_nested():
+                return repo.create(body, tenant=tenant, patient_nhs=nhs)
+        except IntegrityError:
+            current = resources.patient(ctx.session, ForTenant(tenant), nhs)
+            if current is None:
+                raise
+    if source is None:
+        return current
+    return repo.update("Patient", current.resource["id"], body)
 
 
-def _refuse_duplicate(ctx: RequestContext, sr: dict[str, Any]) -> None:
+def _duplicate(error: referral_store.IdentifierTaken) -> FhirError:
+    earlier = f" as ServiceRequest/{error.service_request_id}" if error.service_request_id else ""
+    return conflict(
+        f"A referral with identifier {error.system}|{error.value} was already received{earlier}; "
+        "it was not stored again"
+    )
+
+
+def _refuse_duplicate(ctx: RequestContext, tenant: str, sr: dict[str, Any]) -> None:
     """Refuses a referral whose business identifier this organisation has already sent (409, BaRS REC_CONFLICT)."""
-    repo = ctx.repo()
+    assert ctx.session is not None
     for ident in sr.get("identifier") or []:
         if not ident.get("value"):
             continue
-        found = repo.find_by_token("ServiceRequest", "identifier", ident.get("system", ""), ident["value"])
-        if found:
-            raise conflict(
-                f"A referral with identifier {ident.get('system', '')}|{ident['value']} was already received as "
-                f"ServiceRequest/{found[0].resource['id']}; it was not stored again"
-            )
+        system, value = str(ident.get("system", "")), str(ident["value"])
+        earlier = referral_store.identified(ctx.session, ForTenant(tenant), system, value)
+        if earlier is not None:
+            raise _duplicate(referral_store.IdentifierTaken(system, value, earlier))
 
 
 def store_referral(
@@ -85,7 +100,7 @@ def store_referral(
     """Stores one validated referral; returns (ServiceRequest, Patient, Task, Referral)."""
     assert ctx.principal is not None and ctx.session is not None
     tenant = ctx.principal.organisation
-    _refuse_duplicate(ctx, sr)
+    _refuse_duplicate(ctx, tenant, sr)
     repo = ctx.repo(as_gateway=True)
     patient = _upsert_patient(ctx, tenant, nhs, patient_source)
     patient_ref = {"reference": f"Patient/{patient.resource['id']}", "identifier": nhs_identifier(nhs)}
@@ -98,6 +113,10 @@ def store_referral(
         patient_nhs=nhs,
         date=parse_instant(sr.get("authoredOn")),
     )
+    try:  # the database decides between concurrent posts of one referral: the loser answers 409
+        referral_store.claim_identifiers(ctx.session, ForTenant(tenant), sr, stored_sr.resource["id"])
+    except referral_store.IdentifierTaken as taken:
+        raise _duplicate(taken) from None
     for consent in consents:
         store_consent(ctx, consent_record(consent, patient_ref, bundle_index), nhs=nhs)
     referral_id = new_referral_id()
@@ -113,7 +132,7 @@ def store_referral(
     )
     # A Core INSERT of the record's columns: the object itself is only read from here on, and an
     # ORM add + flush of it cost more than the rest of the referral's inserts together.
-    execute(ctx.session, _INSERT_REFERRAL, {name: getattr(referral, name) for name in _REFERRAL_COLUMNS})
+    referral_store.insert_referral(ctx.session, ForTenant(tenant), referral)
     ctx.audit(
         rest_event(
             ctx.audit_context,
@@ -204,15 +223,16 @@ def accept_service_request(ctx: RequestContext, sr: dict[str, Any]) -> Stored:
 
 def cancel_referral(ctx: RequestContext, sr: dict[str, Any]) -> list[Stored]:
     """Revokes a referral this organisation sent, found by its business identifier; recalls any packet."""
-    repo = ctx.repo()
-    found: list[Stored] = []
+    assert ctx.session is not None and ctx.principal is not None
+    scope = ForTenant(ctx.principal.organisation)
+    found = None
     for ident in sr.get("identifier") or []:
-        found = repo.find_by_token("ServiceRequest", "identifier", ident.get("system", ""), ident.get("value", ""))
+        found = referral_store.identified(ctx.session, scope, str(ident.get("system", "")), str(ident.get("value", "")))
         if found:
             break
     if not found:
         raise not_found("The cancellation names a referral (ServiceRequest.identifier) this gateway does not hold")
-    current = found[0]
+    current = ctx.repo().read("ServiceRequest", found)
     status = sr.get("status", "revoked")
     return revoke(ctx, current, status)
 
@@ -256,7 +276,9 @@ def revoke(ctx: RequestContext, current: Stored, status: str, *, if_match: int |
             recorded=ctx.now(),
         )
     )
-    task = dispatch.recall(ctx, current.resource["id"], reason=f"The referrer cancelled the referral ({status})")
+    task = dispatch.recall(
+        ctx, current.tenant, current.resource["id"], reason=f"The referrer cancelled the referral ({status})"
+    )
     return [updated, *([task] if task else [])]
 
 

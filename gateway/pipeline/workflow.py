@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
-
 from audit.events import disclosure_event, rest_event
 from gateway.context import RequestContext
 from gateway.models import Organisation, Packet, Referral
 from gateway.pipeline import dispatch
+from gateway.storage import packets
 from mappings.packet import restrict
-from mappings.task_status import task_transition
+from mappings.task_status import CLOSED_PACKETS, task_transition
 from profiles.outcomes import FhirError, Issue, not_found
 
 LIST_STATUSES = ("new", "accepted", "declined", "in-progress", "completed", "recalled", "ceased")
@@ -28,15 +27,7 @@ class HostReferral:
 def owned(ctx: RequestContext, referral_id: str) -> HostReferral:
     """Returns the caller's referral packet; 404 for one addressed to someone else (ids cannot be probed)."""
     assert ctx.session is not None and ctx.principal is not None
-    row = ctx.session.exec(
-        select(Packet, Referral)
-        .join(Referral, Referral.referral_id == Packet.referral_id)
-        .where(
-            Packet.referral_id == referral_id,
-            Packet.kind == "referral",
-            Packet.recipient == ctx.principal.organisation,
-        )
-    ).first()
+    row = packets.owned(ctx.session, ctx.principal, referral_id)
     if row is None:
         raise not_found(f"Referral {referral_id} is not addressed to {ctx.principal.organisation}")
     return HostReferral(row[0], row[1])
@@ -80,15 +71,7 @@ def list_packets(ctx: RequestContext, status: str | None) -> list[dict[str, Any]
     assert ctx.session is not None and ctx.principal is not None
     if status is not None and status not in LIST_STATUSES:
         raise FhirError(400, [Issue("value", f"status must be one of {', '.join(LIST_STATUSES)}", "status")])
-    query = (
-        select(Packet, Referral)
-        .join(Referral, Referral.referral_id == Packet.referral_id)
-        .where(Packet.kind == "referral", Packet.recipient == ctx.principal.organisation)
-        .order_by(Packet.created)  # type: ignore[arg-type]
-    )
-    if status is not None:
-        query = query.where(Packet.status == status)
-    return [_disclose(ctx, HostReferral(p, r)) for p, r in ctx.session.exec(query)]
+    return [_disclose(ctx, HostReferral(p, r)) for p, r in packets.listed(ctx.session, ctx.principal, status)]
 
 
 def read_packet(ctx: RequestContext, referral_id: str) -> dict[str, Any]:
@@ -98,18 +81,29 @@ def read_packet(ctx: RequestContext, referral_id: str) -> dict[str, Any]:
 def list_notices(ctx: RequestContext) -> list[dict[str, Any]]:
     """Returns the recall and cease notices addressed to the caller (they carry no personal data)."""
     assert ctx.session is not None and ctx.principal is not None
-    rows = ctx.session.exec(
-        select(Packet)
-        .where(Packet.recipient == ctx.principal.organisation, Packet.kind.in_(("recall", "cease")))  # type: ignore[attr-defined]
-        .order_by(Packet.created)  # type: ignore[arg-type]
-    )
-    return [p.body for p in rows]
+    return [p.body for p in packets.notices(ctx.session, ctx.principal)]
+
+
+def still_permitted(ctx: RequestContext, item: HostReferral) -> None:
+    """Refuses (409) a host's change to a referral that was recalled or ceased, or whose consent no longer
+    permits it (it expired without a change on record: the next read of the packet, or the worker,
+    ceases it and queues the notice; a refusal here rolls back, so it does not try)."""
+    packet, referral = item.packet, item.referral
+    if packet.status in CLOSED_PACKETS:
+        raise FhirError(409, [Issue("business-rule", f"The referral was {packet.status}; it cannot change", "status")])
+    assert ctx.session is not None
+    decision = dispatch.current_decision(ctx.session, referral, packet.recipient, ctx.now())
+    if not decision.permit:
+        raise FhirError(
+            409, [Issue("business-rule", f"Consent no longer permits this referral with this host: {decision.reason}")]
+        )
 
 
 def set_status(ctx: RequestContext, referral_id: str, status: str, reason: str | None) -> dict[str, Any]:
     """Moves the referral's Task (and the packet's status); returns the packet's new status view."""
     assert ctx.session is not None
     item = owned(ctx, referral_id)
+    still_permitted(ctx, item)
     current = dispatch.task_of(ctx, item.referral).resource.get("status")
     task_status = task_transition(status, reason=reason, packet_status=item.packet.status, task_status=current)
     if task_status is None:

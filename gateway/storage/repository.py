@@ -4,7 +4,8 @@ Every read and search passes through `_visible`, the one place that says who see
 a referrer sees its own organisation's resources, a VCSE host the Tasks it owns, an IG
 officer Consents (and clinical payloads only when configured), an admin no patient data.
 A resource outside the caller's tenant is reported as not found (404), never 403, so that
-ids cannot be probed. `principal=None` is the gateway itself (pipelines, worker).
+ids cannot be probed. `principal=None` is the gateway itself (pipelines, worker): it may read and
+write by id, but look-ups by value go through gateway/storage/resources.py, which needs a tenant.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sqlalchemy import (
     Executable,
     Row,
     and_,
-    bindparam,
     delete,
     event,
     false,
@@ -35,6 +35,7 @@ from sqlmodel import Session
 
 from gateway.auth.principal import Principal, Role
 from gateway.models import FhirResource, ResourceVersion, SearchToken, now_utc
+from gateway.storage.scope import ScopeRequired
 from gateway.storage.searchparams import SEARCH_PARAMS, index_tokens
 from profiles.outcomes import FhirError, Issue, bad_request, forbidden, not_found
 
@@ -42,19 +43,6 @@ from profiles.outcomes import FhirError, Issue, bad_request, forbidden, not_foun
 _INSERT_RESOURCE = insert(FhirResource.__table__).returning(FhirResource.__table__.c.pk)  # type: ignore[attr-defined]
 _INSERT_VERSION = insert(ResourceVersion.__table__)  # type: ignore[attr-defined]
 _INSERT_TOKEN = insert(SearchToken.__table__)  # type: ignore[attr-defined]
-_FIND_BY_TOKEN = (
-    select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
-    .join(SearchToken, SearchToken.resource_pk == FhirResource.pk)  # type: ignore[arg-type]
-    .where(
-        FhirResource.resource_type == bindparam("rtype"),
-        SearchToken.param == bindparam("param"),
-        SearchToken.value == bindparam("value"),
-        SearchToken.system == bindparam("system"),
-    )
-    .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
-    .limit(100)
-)
-_FIND_BY_TOKEN_IN_TENANT = _FIND_BY_TOKEN.where(FhirResource.tenant == bindparam("tenant"))
 CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
 # A VCSE host knows a referral by its pseudonymous id only (DESIGN.md IG rule 3): its view of a Task
 # leaves out the element naming the patient, and it cannot search Tasks by patient.
@@ -105,7 +93,15 @@ class Repository:
         if p.role is Role.REFERRER:
             return FhirResource.tenant == p.organisation
         if p.role is Role.VCSE:
-            return and_(FhirResource.resource_type == "Task", FhirResource.audience == p.organisation)
+            # Only Tasks of referrals a packet was issued to this host for: an addressed referral that
+            # consent kept back reveals nothing (not its id, practice, date or reason).
+            from gateway.storage.packets import disclosed_to  # packets builds on this module
+
+            return and_(
+                FhirResource.resource_type == "Task",
+                FhirResource.audience == p.organisation,
+                disclosed_to(p.organisation),
+            )
         if p.role is Role.IG_OFFICER:
             return true() if resource_type == "Consent" or self.ig_reads_clinical else false()
         return false()
@@ -249,22 +245,20 @@ class Repository:
         return self._shown(resource_type, found)
 
     def find_by_token(self, resource_type: str, param: str, system: str, value: str) -> list[Stored]:
-        """Returns visible resources whose `param` index holds exactly system|value (newest first).
+        """Returns every resource visible to the caller whose `param` index holds exactly system|value
+        (newest first), paging through the search until the end: never a truncated answer.
 
-        The pipelines call this several times per referral, so the gateway's own and a referrer's
-        look-ups use prebuilt statements; other callers go through `search`.
+        The gateway itself has no "everything" view: it looks up by value for one tenant, through
+        gateway/storage/resources.py.
         """
-        flush_pending(self.session)
-        p = self.principal
-        if p is not None and p.role is not Role.REFERRER:
-            items, _ = self.search(resource_type, [(param, f"{system}|{value}")], count=100, offset=0)
-            return items
-        params = {"rtype": resource_type, "param": param, "system": system, "value": value[:200]}
-        if p is None:
-            rows = execute(self.session, _FIND_BY_TOKEN, params)
-        else:
-            rows = execute(self.session, _FIND_BY_TOKEN_IN_TENANT, {**params, "tenant": p.organisation})
-        return [Stored(orjson.loads(c), v, t, pk) for c, v, t, pk in rows]
+        if self.principal is None:
+            raise ScopeRequired("the gateway looks resources up by value for one tenant: use gateway.storage.resources")
+        found: list[Stored] = []
+        while True:
+            items, more = self.search(resource_type, [(param, f"{system}|{value}")], count=500, offset=len(found))
+            found.extend(items)
+            if not more:
+                return found
 
     def search(
         self, resource_type: str, params: list[tuple[str, str]], *, count: int, offset: int

@@ -207,7 +207,8 @@ def test_vcse_outcomes_reach_the_gp_endpoint_as_a_valid_transaction_about_the_ri
                 {"type": "ServiceRequest", "identifier": {"system": GP_REFERRALS, "value": "E2E-WB-1"}}
             ]
             ident = obs["identifier"][0]
-            assert ident["system"] == SUBMISSION_ID and ident["value"].startswith("sub-001/")
+            # unique across referrals: a submission_id is an idempotency key per referral only
+            assert ident["system"] == SUBMISSION_ID and ident["value"].startswith(f"{referral_id}/sub-001/")
             assert entry["request"] == {
                 "method": "POST",
                 "url": "Observation",
