@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session
 
 from gateway.auth.principal import ROLE_SCOPES, Principal, Role
+from gateway.models import Packet, Referral
 from gateway.schema import init_db
 from gateway.storage.repository import Repository
 from profiles.outcomes import FhirError
@@ -82,6 +83,24 @@ def stored(session) -> dict[str, str]:
         "task_b_vcse1": gateway.create(task("SPR-B1", "8VC01"), tenant="B82002", audience="8VC01"),
         "consent_b": gateway.create(consent("9990001014"), tenant="B82002"),
     }
+    # A host sees a Task once a packet for its referral was issued to it: one each for the 8VC01 Tasks.
+    for name, tenant in (("task_a_vcse1", "A81001"), ("task_b_vcse1", "B82002")):
+        referral_id = f"SPR-{name.upper()}"
+        session.add(
+            Referral(
+                referral_id=referral_id,
+                service_request_id=made["sr_a" if tenant == "A81001" else "sr_b"].resource["id"],
+                task_id=made[name].resource["id"],
+                tenant=tenant,
+                patient_id="-",
+                patient_nhs="9990001006",
+                recipient="8VC01",
+            )
+        )
+        session.flush()
+        session.add(
+            Packet(packet_id=f"PKT-{name}", referral_id=referral_id, recipient="8VC01", kind="referral", body={})
+        )
     session.commit()
     return {name: s.resource["id"] for name, s in made.items()}
 
@@ -194,7 +213,7 @@ def test_unknown_search_parameter_is_refused_before_any_query(session, stored) -
 def _send(client, token_for, client_id: str, gp_ods: str, nhs: str, ref: str, vcse: str) -> dict[str, dict[str, Any]]:
     response = client.post(
         "/fhir/$process-message",
-        json=referral_bundle(nhs, gp_ods, vcse_id=vcse, ref_id=ref),
+        json=referral_bundle(nhs, gp_ods, vcse_id=vcse, ref_id=ref, consent_to=[vcse]),
         headers={**token_for(client_id), "Content-Type": FHIR_JSON},
     )
     assert response.status_code == 200, response.text
