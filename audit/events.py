@@ -104,6 +104,9 @@ class AuditContext:
     correlation_id: str | None = None  # X-Correlation-ID
     source_ip: str | None = None
     routing_headers: dict[str, str] = field(default_factory=dict)  # decoded NHSD-* headers
+    # A client id that was claimed but not proved (a refused token request's `sub`): recorded as a claim,
+    # never as the client, so a refusal cannot be pinned on a client that did not make it.
+    claimed_client_id: str | None = None
 
 
 # --- builders ----------------------------------------------------------------------------------
@@ -437,6 +440,8 @@ def _caller_agents(ctx: AuditContext, *, client_type: dict[str, Any], user_type:
         who: dict[str, Any] = {"type": "Device"}
         if ctx.client_id:
             who["identifier"] = {"system": LOCAL_CLIENT_ID, "value": ctx.client_id}
+        elif ctx.claimed_client_id:
+            who["display"] = f"unidentified client (unverified claim: sub={ctx.claimed_client_id[:100]})"
         else:
             who["display"] = "unidentified client"  # e.g. a token request that failed to authenticate
         client: dict[str, Any] = {"type": client_type, "who": who, "requestor": True}
@@ -456,10 +461,14 @@ def _caller_agents(ctx: AuditContext, *, client_type: dict[str, Any], user_type:
         )
     if ctx.user:
         displays = {"AUT": "author (originator)", "IRCP": "information recipient"}
+        who_user: dict[str, Any] = {"identifier": {"value": ctx.user}}
+        if ctx.client_id:
+            # The gateway cannot check who the end user is: it records whose word it took for it.
+            who_user["display"] = f"asserted by client {ctx.client_id}"
         agents.append(
             {
                 "type": _concept(V3_PARTICIPATION_TYPE, user_type, displays[user_type]),
-                "who": {"identifier": {"value": ctx.user}},
+                "who": who_user,
                 "requestor": True,
             }
         )

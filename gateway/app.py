@@ -11,7 +11,7 @@ from gateway import errors
 from gateway.api import admin, audit_events, fhir, hl7v2, ig, metadata, oauth, process_message, vcse
 from gateway.auth.keys import TokenKeys
 from gateway.db import make_engine
-from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, TraceIdsMiddleware
+from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, HeaderLimitMiddleware, TraceIdsMiddleware
 from gateway.schema import init_db
 from gateway.settings import Settings
 from gateway.state import AppState
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)
+    app.add_middleware(HeaderLimitMiddleware)  # outside TraceIds: an oversized header is never read
     app.add_middleware(AccessLogMiddleware)
     logging.getLogger("spgw").setLevel(logging.INFO)
     return app

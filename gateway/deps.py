@@ -17,7 +17,9 @@ from gateway.auth.tokens import verify_access_token
 from gateway.context import RequestContext, decode_routing_headers
 from gateway.models import Client
 from gateway.state import AppState
-from profiles.outcomes import forbidden, unauthorized
+from profiles.outcomes import bad_request, forbidden, unauthorized
+
+MAX_END_USER = 200  # an end-user id (a practitioner's SDS id or an email) is far shorter
 
 
 def app_state(request: Request) -> AppState:
@@ -39,11 +41,30 @@ def authenticate(request: Request, state: AppState) -> Principal:
     )
     # Asked on every request (a disabled client stops at once), as one autocommit read: no write lock.
     with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        active = conn.execute(select(Client.active).where(Client.client_id == principal.client_id)).scalar()
-    if not active:
+        row = conn.execute(
+            select(Client.active, Client.may_assert_end_user).where(Client.client_id == principal.client_id)
+        ).first()
+    if row is None or not row.active:
         raise unauthorized("The client this token was issued to is disabled or unknown")
-    user = request.headers.get("x-end-user") or None
+    user = end_user(request, principal.client_id, allowed=bool(row.may_assert_end_user))
     return Principal(principal.client_id, principal.organisation, principal.role, principal.scopes, user)
+
+
+def end_user(request: Request, client_id: str, *, allowed: bool) -> str | None:
+    """Returns the X-End-User the client names, when its registration lets it name one (403 otherwise).
+    The gateway cannot verify it: the audit records it as asserted by this client."""
+    raw = request.headers.get("x-end-user")
+    if raw is None or not raw.strip():
+        return None
+    if not allowed:
+        raise forbidden(
+            f"Client {client_id} is not registered to name its end user (X-End-User); "
+            "an admin can allow it (may_assert_end_user)"
+        )
+    value = raw.strip()
+    if len(value) > MAX_END_USER or not value.isprintable():
+        raise bad_request(f"X-End-User must be at most {MAX_END_USER} printable characters", expression="X-End-User")
+    return value
 
 
 def make_context(request: Request, state: AppState, principal: Principal | None) -> RequestContext:

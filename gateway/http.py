@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.refusals import audit_edge_refusal
 from profiles.outcomes import FhirError, Issue
 from profiles.structure import parse_json
 
@@ -19,6 +21,11 @@ FHIR_JSON = "application/fhir+json"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 REQUEST_ID = "x-request-id"
 CORRELATION_ID = "x-correlation-id"
+# Header caps (RFC 6585 §5, 431 Request Header Fields Too Large): common servers allow 8 KiB a line.
+MAX_HEADER_BYTES = 8 * 1024
+MAX_HEADERS_TOTAL_BYTES = 32 * 1024
+MAX_HEADER_COUNT = 100
+_UUID = re.compile(rb"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 class FhirResponse(Response):
@@ -68,6 +75,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await audit_edge_refusal(scope, 413, f"declared body of {int(value)} bytes over {self.limit}")
                 await outcome_response(too_large(self.limit))(scope, receive, send)
                 return
         seen = 0
@@ -90,12 +98,60 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
+            await audit_edge_refusal(scope, 413, f"streamed body over {self.limit} bytes")
             if not started:
                 await outcome_response(too_large(self.limit))(scope, receive, send)
 
 
+class HeaderLimitMiddleware:
+    """Refuses a request whose header block is too large with 431, before anything reads a header:
+    a header's bytes never reach the audit log or a handler (issue: a 2 MB X-Request-ID was stored)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_header: int = MAX_HEADER_BYTES,
+        max_total: int = MAX_HEADERS_TOTAL_BYTES,
+        max_count: int = MAX_HEADER_COUNT,
+    ):
+        self.app = app
+        self.max_header, self.max_total, self.max_count = max_header, max_total, max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        sizes = [len(name) + len(value) for name, value in headers]
+        reason = None
+        if len(headers) > self.max_count:
+            reason = f"{len(headers)} header fields; at most {self.max_count} are accepted"
+        elif sizes and max(sizes) > self.max_header:
+            reason = f"a header field is longer than {self.max_header} bytes"
+        elif sum(sizes) > self.max_total:
+            reason = f"the header fields together are longer than {self.max_total} bytes"
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        await audit_edge_refusal(scope, 431, reason)
+        error = FhirError(431, [Issue("too-costly", f"Request header fields too large: {reason}")])
+        await outcome_response(error)(scope, receive, send)
+
+
+def trace_id_issues(headers: dict[bytes, bytes]) -> list[Issue]:
+    """Returns one issue per X-Request-ID / X-Correlation-ID that is present but not a UUID (BaRS requires
+    both to be UUIDs); the value itself is not quoted back."""
+    return [
+        Issue("value", f"{label} must be a UUID (RFC 9562), like 0d7e9e41-2c1b-4d6e-9f3a-5b8c7d6e5f4a", label)
+        for name, label in ((REQUEST_ID, "X-Request-ID"), (CORRELATION_ID, "X-Correlation-ID"))
+        if name.encode() in headers and not _UUID.match(headers[name.encode()].strip())
+    ]
+
+
 class TraceIdsMiddleware:
-    """Echoes X-Request-ID and X-Correlation-ID on every response (NHS API platform convention)."""
+    """Echoes X-Request-ID and X-Correlation-ID on every response (NHS API platform convention), and
+    refuses one that is not a UUID with 400 REC_BAD_REQUEST (BaRS) before it can reach the audit log."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -105,8 +161,15 @@ class TraceIdsMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(REQUEST_ID.encode(), b"")[:200] or str(uuid.uuid4()).encode()
-        correlation_id = headers.get(CORRELATION_ID.encode(), b"")[:200]
+        issues = trace_id_issues(headers)
+        if issues:
+            await audit_edge_refusal(scope, 400, " and ".join(str(i.expression) for i in issues) + " not a UUID")
+            response = outcome_response(FhirError(400, issues))
+            response.headers["x-request-id"] = str(uuid.uuid4())
+            await response(scope, receive, send)
+            return
+        request_id = headers.get(REQUEST_ID.encode(), b"").strip() or str(uuid.uuid4()).encode()
+        correlation_id = headers.get(CORRELATION_ID.encode(), b"").strip()
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -38,6 +38,10 @@ class Organisation(SQLModel, table=True):
     webhook_secret: str | None = Field(default=None, max_length=200)
     fhir_endpoint: str | None = Field(default=None, max_length=500)  # GP write-back target
     allowed_fields: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
+    # A widening of the agreement to identifying fields that an admin asked for and an IG officer has not
+    # yet approved (separation of duties): it takes effect only on approval.
+    pending_allowed_fields: list[str] | None = Field(default=None, sa_column=Column(JsonType, nullable=True))
+    pending_requested_by: str | None = Field(default=None, max_length=100)
     active: bool = True
     created: datetime = Field(default_factory=now_utc)
 
@@ -52,6 +56,22 @@ class Client(SQLModel, table=True):
     jwks: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
     active: bool = True
     created: datetime = Field(default_factory=now_utc)
+    # Separation of duties: a client registered over the admin API waits, inactive, until the operator
+    # confirms it out of band on the gateway host (`spgw clients approve`); `registered_by` names who asked.
+    pending_approval: bool = False
+    registered_by: str | None = Field(default=None, max_length=100)
+    # May this client name its end user (X-End-User)? Recorded as "asserted by client X" when it does.
+    may_assert_end_user: bool = False
+
+
+class TokenFailureWindow(SQLModel, table=True):
+    """Failed token requests per client id or source address in the current window (rate limiting shared
+    by every worker process through the database)."""
+
+    key: str = Field(primary_key=True, max_length=140)  # "client:<id>" or "ip:<address>"
+    window_start: datetime
+    failures: int = 0
+    audited: bool = False  # the window's limit has been audited once
 
 
 class UsedJti(SQLModel, table=True):

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    allow_insecure_endpoints: bool = Field(
+        default=False,
+        description="Allow http:// and loopback/private webhook and FHIR endpoints (demo and tests only)",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -15,7 +15,17 @@ from gateway.context import RequestContext
 from gateway.delivery import worker
 from gateway.deps import requires
 from gateway.http import JsonResponse
-from gateway.organisations import list_organisations, public_view, rotate_webhook_secret, upsert_organisation
+from gateway.models import Organisation
+from gateway.organisations import (
+    endpoint_changes,
+    endpoints_of,
+    fields_needing_ig_approval,
+    list_organisations,
+    public_view,
+    request_agreement,
+    rotate_webhook_secret,
+    upsert_organisation,
+)
 from profiles.outcomes import FhirError, Issue, not_found
 
 router = APIRouter(prefix="/admin/v1", tags=["Administration"])
@@ -26,8 +36,8 @@ class OrganisationIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["gp-practice", "referrer", "vcse", "icb"]
     delivery_mode: Literal["pull", "webhook"] = "pull"
-    webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
-    fhir_endpoint: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    webhook_url: str | None = Field(default=None, max_length=500)  # the SSRF rule: gateway/endpoints.py
+    fhir_endpoint: str | None = Field(default=None, max_length=500)
     allowed_fields: list[str] | None = Field(default=None, description="The data-sharing agreement's allow-list")
 
 
@@ -38,6 +48,7 @@ class ClientIn(BaseModel):
     role: Role
     scopes: list[str] | None = None
     jwks: dict[str, Any] = Field(description="The client's public JWKS (private keys are refused)")
+    may_assert_end_user: bool = Field(default=False, description="May the client name its end user (X-End-User)?")
 
 
 class RetryIn(BaseModel):
@@ -69,16 +80,37 @@ def put_organisation(
     body: OrganisationIn,
     ctx: RequestContext = Depends(requires("Organization", "u", "admin-put-organisation")),
 ) -> JsonResponse:
-    """Registers or updates an organisation; a new webhook secret is shown once, in this answer."""
+    """Registers or updates an organisation; a new webhook secret is shown once, in this answer.
+
+    Widening the agreement to identifying fields (beyond the current agreement and the IG default set)
+    is not applied: it waits for an IG officer's approval (`POST /ig/v1/organisations/{id}/agreement/approve`).
+    """
     with ctx.transaction() as session:
+        existing = session.get(Organisation, org_id)
+        before = endpoints_of(existing)
+        fields = body.model_dump()
+        requested = fields.pop("allowed_fields")
+        current = list(existing.allowed_fields) if existing else []
+        widening = fields_needing_ig_approval(current, requested or [])
+        applied = [f for f in requested if f not in widening] if requested is not None else None
         try:
-            org, secret = upsert_organisation(session, org_id=org_id, **body.model_dump())
+            org, secret = upsert_organisation(
+                session,
+                org_id=org_id,
+                allowed_fields=applied,
+                allow_insecure_endpoints=ctx.settings.allow_insecure_endpoints,
+                **fields,
+            )
+            if widening:
+                request_agreement(session, org, requested, ctx.principal.client_id if ctx.principal else None)
         except ValueError as exc:
-            raise _invalid(exc, "allowed_fields") from None
+            raise _invalid(exc, "allowed_fields" if "field" in str(exc) else "url") from None
         _audit(
             ctx,
             "admin-put-organisation",
-            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})",
+            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})"
+            + endpoint_changes(before, org)
+            + (f"; widening to {', '.join(widening)} waits for IG approval" if widening else ""),
         )
         view = public_view(org)
     if secret:
@@ -122,16 +154,30 @@ def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", 
                 role=body.role,
                 scopes=body.scopes,
                 public_jwks=body.jwks,
+                # Separation of duties: the admin's registration waits for an out-of-band confirmation
+                # on the gateway host (`spgw clients approve`), so an admin cannot mint itself a client.
+                pending_approval=True,
+                registered_by=ctx.principal.client_id if ctx.principal else None,
+                may_assert_end_user=body.may_assert_end_user,
             )
         except ValueError as exc:
             raise _invalid(exc, "jwks") from None
-        _audit(ctx, "admin-add-client", f"client {client.client_id} added ({client.role} for {client.organisation_id})")
+        _audit(
+            ctx,
+            "admin-add-client",
+            f"client {client.client_id} registered ({client.role} for {client.organisation_id}); "
+            "inactive until approved on the gateway host",
+        )
     return JsonResponse(
         {
             "client_id": client.client_id,
             "organisation": client.organisation_id,
             "role": client.role,
             "scopes": client.scopes.split(),
+            "active": False,
+            "pending_approval": True,
+            "next_step": f"on the gateway host, after confirming the keys with the organisation: "
+            f"spgw clients approve {client.client_id}",
         },
         status_code=201,
     )

@@ -14,13 +14,14 @@ from starlette.responses import Response
 from audit.events import rest_event, system_event
 from audit.reports import disclosure_report
 from audit.verify import ProofError, prove
+from gateway.auth.principal import Role
 from gateway.context import RequestContext
 from gateway.deps import requires
 from gateway.http import JsonResponse
-from gateway.organisations import list_organisations
+from gateway.organisations import approve_agreement, list_organisations, public_view
 from profiles import systems
 from profiles.nhs_number import explain
-from profiles.outcomes import bad_request, not_found
+from profiles.outcomes import bad_request, forbidden, not_found
 
 router = APIRouter(prefix="/ig/v1", tags=["IG officers"])
 
@@ -84,3 +85,29 @@ def audit_proof(
             )
         )
     return JsonResponse(proof)
+
+
+@router.post("/organisations/{org_id}/agreement/approve", name="ig.approve-agreement")
+def approve_agreement_widening(
+    org_id: str, ctx: RequestContext = Depends(requires("AuditEvent", "r", "ig-approve-agreement"))
+) -> JsonResponse:
+    """An IG officer approves an admin's widening of a data-sharing agreement to identifying fields
+    (separation of duties: the admin asks, the IG officer decides; both are in the audit)."""
+    if ctx.principal is None or ctx.principal.role is not Role.IG_OFFICER:
+        raise forbidden("Only an IG officer approves a data-sharing agreement")
+    with ctx.transaction() as session:
+        try:
+            org = approve_agreement(session, org_id)
+        except LookupError as exc:
+            raise not_found(str(exc)) from None
+        ctx.audit(
+            system_event(
+                ctx.audit_context,
+                activity="ig-approve-agreement",
+                outcome=0,
+                description=f"agreement of {org_id} widened to: {', '.join(org.allowed_fields)}",
+                recorded=ctx.now(),
+            )
+        )
+        view = public_view(org)
+    return JsonResponse(view)

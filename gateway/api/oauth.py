@@ -36,11 +36,14 @@ async def token(request: Request, ctx: RequestContext = Depends(public("Token", 
         response, result = await _endpoint(request).handle(request, session=session)
         who = replace(
             ctx.audit_context,
-            client_id=result.client_id or result.claimed_client_id,
+            client_id=result.client_id,
             organisation=result.organisation,
             role=result.role,
+            claimed_client_id=None if result.client_id else result.claimed_client_id,
         )
         description = "access token issued" if result.ok else f"token refused: {result.error}"
+        if result.reason and not result.ok:
+            description += f" ({result.reason[:300]})"
         audit_store.append(
             session, auth_event(who, outcome=0 if result.ok else 4, description=description, recorded=datetime.now(UTC))
         )

@@ -1,8 +1,9 @@
 """`POST /fhir/$process-message`: a referral or cancellation as a BaRS-style FHIR message Bundle.
 
-BaRS requires X-Request-ID and X-Correlation-ID on every message (400 REC_BAD_REQUEST when
-missing). The call is synchronous; the answer is a `collection` Bundle of what was stored or
-changed (ServiceRequest, Patient, Task), or an OperationOutcome.
+BaRS requires X-Request-ID and X-Correlation-ID on every message, as UUIDs (400 REC_BAD_REQUEST
+when missing or malformed; both missing is one OperationOutcome with two issues). The call is
+synchronous; the answer is a `collection` Bundle of what was stored or changed (ServiceRequest,
+Patient, Task), or an OperationOutcome.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gateway.context import RequestContext
 from gateway.deps import requires
 from gateway.http import FhirResponse, fhir_body
 from gateway.pipeline import referrals
-from profiles.outcomes import bad_request
+from profiles.outcomes import FhirError, Issue
 from profiles.structure import check_structure
 
 router = APIRouter(prefix="/fhir")
@@ -28,12 +29,13 @@ def process_message(
     ctx: RequestContext = Depends(requires("ServiceRequest", "c", "create")),
     body: dict[str, Any] = Depends(fhir_body),
 ) -> Any:
-    if not ctx.correlation_id:
-        raise bad_request(
-            "X-Correlation-ID is required on every message (BaRS)",
-            expression="X-Correlation-ID",
-            code="required",
-        )
+    missing = [
+        Issue("required", f"{name} is required on every message (BaRS)", name)
+        for name, value in (("X-Request-ID", ctx.request_id), ("X-Correlation-ID", ctx.correlation_id))
+        if not value
+    ]
+    if missing:  # both at once when both are missing: one answer names everything to fix
+        raise FhirError(400, missing)
     check_structure(body, {"Bundle"})
 
     def action() -> FhirResponse:

@@ -43,9 +43,13 @@ def add_client(
     private_key_out: Path | None = None,
     alg: str = "ES384",
     ig_reads_clinical: bool = False,
+    pending_approval: bool = False,
+    registered_by: str | None = None,
+    may_assert_end_user: bool = False,
 ) -> Client:
     """Returns the new client, with scopes inside its role's ceiling and either the given public JWKS
-    or a freshly generated key pair whose private half is written to `private_key_out` (0600)."""
+    or a freshly generated key pair whose private half is written to `private_key_out` (0600). A client
+    added `pending_approval` stays inactive (no token) until `approve_client`."""
     if not _CLIENT_ID.fullmatch(client_id):
         raise ValueError("client_id must be 1-100 characters from A-Z a-z 0-9 . _ ~ -")
     role = Role(role)
@@ -72,7 +76,10 @@ def add_client(
         role=str(role),
         scopes=" ".join(sorted(granted)),
         jwks=jwks,
-        active=True,
+        active=not pending_approval,
+        pending_approval=pending_approval,
+        registered_by=registered_by,
+        may_assert_end_user=may_assert_end_user,
     )
     session.add(client)
     session.flush()
@@ -93,10 +100,32 @@ def list_clients(session: Session) -> list[dict[str, Any]]:
             "role": row.role,
             "scopes": row.scopes.split(),
             "active": row.active,
+            "pending_approval": row.pending_approval,
+            "may_assert_end_user": row.may_assert_end_user,
             "kids": [key.get("kid") for key in row.jwks.get("keys", [])],
         }
         for row in rows
     ]
+
+
+def approve_client(session: Session, client_id: str) -> Client:
+    """Returns the client, now active: the operator has confirmed out of band, with the organisation,
+    that the registered public keys are the organisation's own. Raises ValueError if nothing waits."""
+    client = _existing(session, client_id)
+    if not client.pending_approval:
+        raise ValueError(f"client {client_id!r} is not waiting for approval")
+    client.pending_approval, client.active = False, True
+    session.add(client)
+    session.flush()
+    return client
+
+
+def key_thumbprints(client: Client) -> list[str]:
+    """Returns "kid: RFC 7638 SHA-256 thumbprint" of each registered key, to read out to the organisation."""
+    out = []
+    for data in client.jwks.get("keys", []):
+        out.append(f"{data.get('kid')}: {import_key(data).thumbprint()}")
+    return out
 
 
 def disable_client(session: Session, client_id: str) -> None:

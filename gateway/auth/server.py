@@ -81,6 +81,10 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
 _AUTH_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §11.1 auth-scheme (a token)
+# One answer for "no such (active) client" and "an assertion its keys do not verify": a different text
+# for each would let anyone enumerate client ids (RFC 6749 §10.x's advice against oracles). The precise
+# reason is kept for the audit record (IG officers see it; the caller does not).
+NOT_AUTHENTICATED = "Client authentication failed: the client is unknown or its assertion does not verify."
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class TokenResult:
     role: str | None
     error: str | None
     claimed_client_id: str | None = None
+    reason: str | None = None  # why it was refused, in our own fixed words (for the audit record)
 
 
 def base_url_for(request: Request, settings: Settings) -> str:
@@ -178,6 +183,8 @@ class TokenEndpoint:
         server = _GatewayAuthorizationServer(exchange, self.settings, self.keys)
         status, body, response_headers = server.create_token_response(oauth_request)
         error = None if status == 200 else str(body.get("error"))
+        if exchange.reason is None and error is not None:
+            exchange.reason = body.get("error_description")
         return _render((status, body, response_headers)), exchange.result(error)
 
 
@@ -281,6 +288,7 @@ class _Exchange:
     client: Client | None = None  # looked up by the assertion's sub (active clients only)
     authenticated: Client | None = None  # set once the assertion has been fully verified
     granted: frozenset[str] = field(default_factory=frozenset)
+    reason: str | None = None  # the precise refusal, for the audit only
 
     def result(self, error: str | None) -> TokenResult:
         who = self.authenticated
@@ -291,6 +299,7 @@ class _Exchange:
             role=who.role if who else None,
             error=error,
             claimed_client_id=self.claimed_client_id,
+            reason=self.reason,
         )
 
 
@@ -357,6 +366,17 @@ class PrivateKeyJwtAssertion(JWTBearerClientAssertion):
         self.exchange = exchange
         self.max_lifetime = max_lifetime
         self._header: dict[str, Any] = {}
+        self._identifying = False  # between reading `sub` and a verified signature
+
+    def __call__(self, query_client: Any, request: OAuth2Request) -> Any:
+        try:
+            return super().__call__(query_client, request)
+        except InvalidClientError as error:
+            if not self._identifying:
+                raise
+            # Unknown client, unknown kid, wrong alg or a bad signature: one answer (no enumeration).
+            self.exchange.reason = str(error.description or "")
+            raise InvalidClientError(description=NOT_AUTHENTICATED) from None
 
     def get_audiences(self) -> list[str]:
         return [self.exchange.token_url]
@@ -380,6 +400,7 @@ class PrivateKeyJwtAssertion(JWTBearerClientAssertion):
         if isinstance(sub, str) and len(sub) <= 100:
             self.exchange.claimed_client_id = sub
         self._header = headers
+        self._identifying = True
         return headers, claims
 
     def resolve_client_public_key(self, client: _RegisteredClient) -> Key:
@@ -403,6 +424,7 @@ class PrivateKeyJwtAssertion(JWTBearerClientAssertion):
             token = jwt.decode(assertion, resolve_key, algorithms=[self._header["alg"]])
         except (JoseError, ValueError, TypeError, KeyError, OverflowError):
             raise InvalidClientError(description="The client assertion signature does not verify.") from None
+        self._identifying = False  # the caller holds the client's key: precise answers from here on
         self.verify_claims(token.claims)
         return token.claims
 

@@ -60,7 +60,7 @@ def clients_list(as_json: bool, data_dir: Path | None) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        state = "active" if r["active"] else "disabled"
+        state = "active" if r["active"] else "pending" if r["pending_approval"] else "disabled"
         click.echo(f"{r['client_id']:<20} {r['role']:<11} {r['organisation']:<8} {state:<8} {' '.join(r['scopes'])}")
 
 
@@ -82,6 +82,7 @@ def clients_list(as_json: bool, data_dir: Path | None) -> None:
     default=None,
     help="The client's public JWKS file",
 )
+@click.option("--may-assert-end-user", is_flag=True, help="Let the client name its end user (X-End-User)")
 @data_dir_option
 def clients_add(
     client_id: str,
@@ -90,6 +91,7 @@ def clients_add(
     scopes: tuple[str, ...],
     generate_key: Path | None,
     jwks_file: Path | None,
+    may_assert_end_user: bool,
     data_dir: Path | None,
 ) -> None:
     """Register a client with its public keys, or generate its key pair."""
@@ -108,6 +110,7 @@ def clients_add(
                 scopes=scopes or None,
                 public_jwks=jwks,
                 private_key_out=generate_key,
+                may_assert_end_user=may_assert_end_user,
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
@@ -116,6 +119,34 @@ def clients_add(
         )
         session.commit()
         click.echo(f"added {client.client_id} ({client.role} for {client.organisation_id})")
+
+
+@clients.command("approve")
+@click.argument("client_id")
+@data_dir_option
+def clients_approve(client_id: str, data_dir: Path | None) -> None:
+    """Activate a client an admin registered over the API, after confirming its keys with the organisation.
+
+    Run on the gateway host, out of band from the admin API: read the printed key thumbprints to the
+    organisation (by a channel you already trust) before approving. Separation of duties: an admin
+    alone can register a client but never obtain a token for it."""
+    from gateway.auth.clients import approve_client, key_thumbprints
+
+    with open_session(data_dir) as session:
+        try:
+            client = approve_client(session, client_id)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit_change(
+            session,
+            "admin-approve-client",
+            f"client {client_id} approved ({client.role} for {client.organisation_id}, "
+            f"registered by {client.registered_by or 'unknown'})",
+        )
+        session.commit()
+    click.echo(f"approved {client_id} ({client.role} for {client.organisation_id}); keys:")
+    for line in key_thumbprints(client):
+        click.echo(f"  {line}")
 
 
 @clients.command("disable")

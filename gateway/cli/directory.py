@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import audit_change, data_dir_option, open_session
+from gateway.cli.common import audit_change, data_dir_option, load_settings, open_session
 
 
 @click.group()
@@ -40,9 +40,11 @@ def orgs_put(
     data_dir: Path | None,
 ) -> None:
     """Register or update an organisation; a new webhook secret is printed once."""
-    from gateway.organisations import upsert_organisation
+    from gateway.models import Organisation
+    from gateway.organisations import endpoint_changes, endpoints_of, upsert_organisation
 
     with open_session(data_dir) as session:
+        before = endpoints_of(session.get(Organisation, org_id))
         try:
             org, secret = upsert_organisation(
                 session,
@@ -53,13 +55,15 @@ def orgs_put(
                 webhook_url=webhook_url,
                 fhir_endpoint=fhir_endpoint,
                 allowed_fields=allowed or None,
+                allow_insecure_endpoints=load_settings(data_dir).allow_insecure_endpoints,
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         audit_change(
             session,
             "admin-put-organisation",
-            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})",
+            f"organisation {org_id} saved (agreement: {', '.join(org.allowed_fields) or 'nothing'})"
+            + endpoint_changes(before, org),
         )
         session.commit()
         click.echo(

@@ -30,6 +30,7 @@ from gateway.context import RequestContext
 from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
+from gateway.endpoints import Resolver, check_resolved, system_resolver
 from gateway.errors import trace_without_messages
 from gateway.models import Organisation, OutboxMessage, Referral
 from gateway.pipeline import dispatch
@@ -77,8 +78,16 @@ def claim(
         ]
 
 
-def send(http: httpx.Client, org: Organisation | None, item: Claimed, settings: Settings) -> None:
-    """Sends one message; raises a DeliveryError subclass when it did not land."""
+def send(
+    http: httpx.Client,
+    org: Organisation | None,
+    item: Claimed,
+    settings: Settings,
+    resolver: Resolver = system_resolver,
+) -> None:
+    """Sends one message; raises a DeliveryError subclass when it did not land. The endpoint's host is
+    resolved and checked first (SSRF, DNS rebinding: gateway/endpoints.py); only the receiver's status
+    code is ever kept from its answer."""
     if org is None:
         raise PermanentDeliveryError(f"organisation {item.target} is no longer registered")
     body = item.body.encode()
@@ -92,6 +101,10 @@ def send(http: httpx.Client, org: Organisation | None, item: Claimed, settings: 
             raise PermanentDeliveryError(f"{org.id} has no webhook configured")
         url = org.webhook_url
         headers = {"Content-Type": "application/json", **signed_headers(org.webhook_secret, body, item.dedup_key)}
+    try:
+        check_resolved(url, allow_insecure=settings.allow_insecure_endpoints, resolver=resolver)
+    except ValueError as exc:
+        raise PermanentDeliveryError(f"{org.id}: endpoint refused: {exc}") from None
     try:
         response = http.post(url, content=body, headers=headers, timeout=settings.delivery_timeout)
     except httpx.TransportError as exc:
@@ -239,7 +252,9 @@ def _withdraw(engine: Engine, settings: Settings, check: SendCheck) -> None:
             dispatch.reconsider_patient(ctx, check.consent_ended.tenant, check.consent_ended.patient_nhs)
 
 
-def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Settings) -> bool:
+def deliver_one(
+    engine: Engine, http: httpx.Client, item: Claimed, settings: Settings, resolver: Resolver = system_resolver
+) -> bool:
     """Delivers one claimed row and records the outcome; returns True when it landed.
 
     Consent is checked again at the moment of sending: a withdrawal after the packet was queued
@@ -255,7 +270,7 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
     _record_attempt(engine, item)  # committed before anything leaves: no send without a record
     error: DeliveryError | None = None
     try:
-        send(http, org, item, settings)
+        send(http, org, item, settings, resolver)
     except DeliveryError as exc:
         error = exc
     now = datetime.now(UTC)
@@ -332,10 +347,12 @@ def _release(engine: Engine, item: Claimed, settings: Settings, exc: Exception) 
         _record_failure(session, row, RetryableDeliveryError(f"internal error: {type(exc).__name__}"), settings, now)
 
 
-def _deliver_isolated(engine: Engine, http: httpx.Client, item: Claimed, settings: Settings) -> bool:
+def _deliver_isolated(
+    engine: Engine, http: httpx.Client, item: Claimed, settings: Settings, resolver: Resolver
+) -> bool:
     """Delivers one row; a fault with this row is logged and retried later, never stopping its batch."""
     try:
-        return deliver_one(engine, http, item, settings)
+        return deliver_one(engine, http, item, settings, resolver)
     except Exception as exc:
         log.error("delivery %s failed inside the worker\n%s", item.dedup_key, trace_without_messages(exc))
         try:
@@ -345,13 +362,20 @@ def _deliver_isolated(engine: Engine, http: httpx.Client, item: Claimed, setting
         return False
 
 
-def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE) -> int:
+def run_once(
+    engine: Engine,
+    settings: Settings,
+    http: httpx.Client | None = None,
+    *,
+    lease: timedelta = LEASE,
+    resolver: Resolver = system_resolver,
+) -> int:
     """Delivers every due row once; returns how many landed."""
     client = http or httpx.Client()
     try:
         landed = 0
         while batch := claim(engine, lease=lease):
-            landed += sum(_deliver_isolated(engine, client, item, settings) for item in batch)
+            landed += sum(_deliver_isolated(engine, client, item, settings, resolver) for item in batch)
             if len(batch) < CLAIM_BATCH:
                 break
         return landed

@@ -56,6 +56,7 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str]] = {
     ("POST", "/admin/v1/outbox/retry"): ("demo-admin", APPLICATION),
     ("GET", "/ig/v1/patients/{nhs_number}/disclosures"): ("demo-ig", APPLICATION),
     ("GET", "/ig/v1/audit/{seq}/proof"): ("demo-ig", REST),
+    ("POST", "/ig/v1/organisations/{org_id}/agreement/approve"): ("demo-ig", APPLICATION),
     ("POST", "/hl7v2"): ("demo-gp", APPLICATION),
 }
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}

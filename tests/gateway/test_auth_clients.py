@@ -316,6 +316,8 @@ def test_list_clients_shows_role_scopes_state_and_kids(engine: Engine, tmp_path:
         "role": "vcse",
         "scopes": ["system/Task.rs"],
         "active": False,
+        "pending_approval": False,
+        "may_assert_end_user": False,
         "kids": [kid],
     }
     assert rows[0]["active"] is True

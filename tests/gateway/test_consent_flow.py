@@ -164,6 +164,9 @@ def put_agreement(client, token_for, org: str, **fields: Any) -> dict[str, Any]:
     body = {"name": f"Host {org}", "kind": "vcse", **fields}
     response = client.put(f"/admin/v1/organisations/{org}", json=body, headers=token_for("demo-admin"))
     assert response.status_code == 200, response.text
+    if "pending_agreement" in response.json():  # widening to identifying fields: the IG officer approves
+        response = client.post(f"/ig/v1/organisations/{org}/agreement/approve", headers=token_for("demo-ig"))
+        assert response.status_code == 200, response.text
     return response.json()
 
 

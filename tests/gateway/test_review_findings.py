@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
 import pytest
 
@@ -19,8 +20,8 @@ def _refer(client, token_for, *, ref_id: str, consent: bool = True) -> dict[str,
     bundle = referral_bundle(
         PATIENT, "A81001", vcse_id="8VC01", ref_id=ref_id, consent_to=["8VC01"] if consent else None
     )
-    headers = {**token_for("demo-gp"), "Content-Type": FHIR_JSON, "X-Request-ID": f"rq-{ref_id}",
-               "X-Correlation-ID": f"co-{ref_id}"}
+    ids = {h: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{h}-{ref_id}")) for h in ("X-Request-ID", "X-Correlation-ID")}
+    headers = {**token_for("demo-gp"), "Content-Type": FHIR_JSON, **ids}  # BaRS: the ids are UUIDs
     response = client.post("/fhir/$process-message", json=bundle, headers=headers)
     assert response.status_code == 200, response.text
     return {e["resource"]["resourceType"]: e["resource"] for e in response.json()["entry"]}
@@ -95,7 +96,8 @@ def test_a_referral_message_with_a_numeric_authored_on_is_refused_not_a_500(clie
     for entry in bundle["entry"]:
         if entry["resource"]["resourceType"] == "ServiceRequest":
             entry["resource"]["authoredOn"] = 1764000000
-    headers = {**token_for("demo-gp"), "Content-Type": FHIR_JSON, "X-Request-ID": "rq-dt", "X-Correlation-ID": "co"}
+    headers = {**token_for("demo-gp"), "Content-Type": FHIR_JSON, "X-Request-ID": str(uuid.uuid4()),
+               "X-Correlation-ID": str(uuid.uuid4())}
 
     response = client.post("/fhir/$process-message", json=bundle, headers=headers)
 
