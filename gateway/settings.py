@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log lines as text or one JSON object")
+    ready_outbox_max_lag: float = Field(
+        default=300.0, gt=0, description="/readyz fails when a due delivery has waited this long for a worker"
+    )
 
     @field_validator("data_dir")
     @classmethod

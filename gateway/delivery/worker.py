@@ -31,6 +31,7 @@ from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
 from gateway.errors import trace_without_messages
+from gateway.metrics import DELIVERIES
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
@@ -275,9 +276,12 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
             return error is None
         if error is None:
             _record_success(session, row, item, now)
+            result = "succeeded"
         else:
             log.info("delivery %s to %s failed: %s", item.dedup_key, item.target, error)
             _record_failure(session, row, error, settings, now)
+            result = "dead-lettered" if row.status == "dead" else "retried"
+    DELIVERIES.labels(result).inc()  # once committed
     return error is None
 
 
