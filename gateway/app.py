@@ -8,19 +8,23 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from gateway import errors
-from gateway.api import admin, audit_events, fhir, hl7v2, ig, metadata, oauth, process_message, vcse
-from gateway.auth.keys import TokenKeys
+from gateway.api import admin, audit_events, fhir, health, hl7v2, ig, metadata, oauth, process_message, vcse
+from gateway.auth.keys import require_keys
 from gateway.db import make_engine
 from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, HeaderLimitMiddleware, TraceIdsMiddleware
-from gateway.schema import init_db
+from gateway.schema import require_current
 from gateway.settings import Settings
 from gateway.state import AppState
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Builds the app on a database `spgw migrate` has prepared. Changes nothing: raises SchemaNotCurrent
+    or KeysMissing (each naming `spgw migrate`) instead of migrating or making keys itself, so that N
+    processes started together share one schema and one token-signing key."""
     settings = settings or Settings()
     engine = engine or make_engine(settings)
-    init_db(engine)
+    require_current(engine)
+    token_keys = require_keys(settings.keys_dir)
     app = FastAPI(
         title="sp-gateway",
         summary="FHIR R4 gateway for social prescribing referrals, consent, delivery, outcomes and audit",
@@ -28,14 +32,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
-    app.state.spgw = AppState(settings=settings, engine=engine, token_keys=TokenKeys(settings.keys_dir))
+    app.state.spgw = AppState(settings=settings, engine=engine, token_keys=token_keys)
     errors.install(app)
     fhir_routers = (metadata.router, process_message.router, fhir.router, audit_events.router)
     for router in fhir_routers:
         app.include_router(router)
     # The CapabilityStatement is built from exactly these routes (see api/metadata.py).
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
-    for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router):
+    for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)

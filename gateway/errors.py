@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
 from gateway.deps import app_state, make_context
@@ -23,6 +25,8 @@ from profiles.outcomes import FhirError, Issue
 
 log = logging.getLogger("spgw.errors")
 
+UNAVAILABLE = "The gateway cannot reach its database just now; nothing was stored. Retry after the delay given"
+RETRY_AFTER = "5"
 STATUS_ISSUE_CODE = {
     404: "not-found",
     405: "not-supported",
@@ -85,6 +89,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def on_fhir_error(request: Request, exc: FhirError):  # type: ignore[no-untyped-def]
         # The audit write is database work: run it off the event loop.
+        request.state.outcome_code = exc.issues[0].code if exc.issues else None  # a metric label (a FHIR code)
         await run_in_threadpool(audit_failure, request, exc)
         return outcome_response(exc)
 
@@ -109,12 +114,28 @@ def install(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
         # The route template, never the concrete path: paths can carry identifiers (/ig/v1/patients/{nhs}).
         route = getattr(request.scope.get("route"), "path", "unmatched route")
+        if database_unavailable(exc):
+            # The transaction rolled back: a retry is safe, and the caller should make one.
+            log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, route)
+            error = FhirError(503, [Issue("transient", UNAVAILABLE)], {"Retry-After": RETRY_AFTER})
+            return await _with_trace_ids(request, await on_fhir_error(request, error))
         log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, route, trace_without_messages(exc))
         error = FhirError(500, [Issue("exception", "The gateway hit an internal error; nothing was stored")])
-        response = await on_fhir_error(request, error)
-        # Starlette sends this response from its outermost middleware, outside TraceIdsMiddleware: echo here.
-        for name in (REQUEST_ID, CORRELATION_ID):
-            value = request.headers.get(name, "")[:200]
-            if value:
-                response.headers[name] = value
-        return response
+        return await _with_trace_ids(request, await on_fhir_error(request, error))
+
+
+async def _with_trace_ids(request: Request, response: Response) -> Response:
+    # Starlette sends this response from its outermost middleware, outside TraceIdsMiddleware: echo here.
+    for name in (REQUEST_ID, CORRELATION_ID):
+        value = request.headers.get(name, "")[:200]
+        if value:
+            response.headers[name] = value
+    return response
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for the database being down, restarting, unreachable, locked past the timeout or out of
+    space: the work was rolled back, nothing is half-written, and the caller may retry."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.refusals import audit_edge_refusal
+from gateway.metrics import observe_request
 from profiles.outcomes import FhirError, Issue
 from profiles.structure import parse_json
 
@@ -234,13 +235,27 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            request_id = dict(scope["headers"]).get(b"x-request-id", b"-")[:64].decode("latin-1")
+            headers = dict(scope["headers"])
+            request_id = headers.get(b"x-request-id", b"-")[:64].decode("latin-1")
+            correlation_id = headers.get(b"x-correlation-id", b"-")[:64].decode("latin-1")
+            outcome_code = scope.get("state", {}).get("outcome_code")
+            observe_request(route, scope["method"], status, seconds, outcome_code)
             access_log.info(
                 "%s %s %s %.1fms request_id=%s",
                 scope["method"],
                 route,
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
                 request_id,
+                # the same facts as fields, for SPGW_LOG_FORMAT=json
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "request_id": request_id,
+                    "correlation_id": correlation_id,
+                },
             )

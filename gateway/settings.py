@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     allow_insecure_endpoints: bool = Field(
         default=False,
         description="Allow http:// and loopback/private webhook and FHIR endpoints (demo and tests only)",
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="Log lines as text or one JSON object")
+    ready_outbox_max_lag: float = Field(
+        default=300.0, gt=0, description="/readyz fails when a due delivery has waited this long for a worker"
     )
 
     @field_validator("data_dir")

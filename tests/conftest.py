@@ -3,6 +3,7 @@ and access tokens for the demo clients."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -37,19 +38,62 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
-    """Settings for one test: a fresh SQLite file, or a fresh database on the throwaway server (dropped after)."""
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder migrated once per session (schema, audit head, gateway keys), copied by each test:
+    running Alembic for every test was most of the suite's time."""
+    from gateway.auth.keys import ensure_keys
+    from gateway.db import make_engine
+    from gateway.schema import migrate
     from gateway.settings import Settings
 
-    # Like the demo, the suite talks to receivers on loopback: http:// and loopback endpoints allowed.
+    folder = tmp_path_factory.mktemp("template") / "data"
+    settings = Settings(data_dir=folder)
+    eng = make_engine(settings)
+    migrate(eng)
+    eng.dispose()  # the last connection closing checkpoints the WAL into the file: one file to copy
+    ensure_keys(settings.keys_dir)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """A database migrated once per session; each test gets `CREATE DATABASE ... TEMPLATE` of it."""
+    from gateway.db import make_engine
+    from gateway.schema import migrate
+    from gateway.settings import Settings
+
+    name = "spgw_template_" + uuid.uuid4().hex[:8]
+    _admin(server=postgres_server, statement=f'CREATE DATABASE "{name}"')
+    eng = make_engine(Settings(database_url=postgres_server.url(name)))
+    migrate(eng)
+    eng.dispose()  # a template must have no connections while it is copied
+    return name
+
+
+def copy_template(template: Path, data_dir: Path, *, database: bool = True) -> None:
+    """Copies the template's keys (and, for SQLite, its database file) into a test's data folder."""
+    shutil.copytree(template, data_dir, ignore=None if database else shutil.ignore_patterns("*.db*"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
+    """Settings for one test: a migrated SQLite file with the gateway's keys, or a migrated database on the
+    throwaway server (dropped after), both copied from a per-session template."""
+    from gateway.settings import Settings
+
+    data_dir = tmp_path / "data"
     if backend != "postgres":
-        yield Settings(data_dir=tmp_path / "data", allow_insecure_endpoints=True)
+        copy_template(request.getfixturevalue("sqlite_template"), data_dir)
+        # Like the demo, the suite talks to receivers on loopback: http:// and loopback endpoints allowed.
+        yield Settings(data_dir=data_dir, allow_insecure_endpoints=True)
         return
     server = request.getfixturevalue("postgres_server")
+    template = request.getfixturevalue("postgres_template")
+    copy_template(request.getfixturevalue("sqlite_template"), data_dir, database=False)
     name = "t_" + uuid.uuid4().hex[:12]
-    _admin(server, f'CREATE DATABASE "{name}"')
-    yield Settings(data_dir=tmp_path / "data", database_url=server.url(name), allow_insecure_endpoints=True)
+    _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield Settings(data_dir=data_dir, database_url=server.url(name), allow_insecure_endpoints=True)
     _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import audit, clients, directory, outbox, run
+from gateway.cli import audit, clients, directory, ops, outbox, run
 from gateway.cli.common import LOG_FORMAT, TraceOnlyFormatter
 
 __all__ = ["LOG_FORMAT", "TraceOnlyFormatter", "main"]
@@ -16,6 +16,8 @@ def main() -> None:
 
 
 for command in (
+    ops.migrate,
+    ops.backup,
     run.serve,
     run.demo,
     run.mllp,

@@ -45,10 +45,15 @@ class TraceOnlyFormatter(logging.Formatter):
         return trace_without_messages(ei[1]) if ei[1] is not None else ""
 
 
-def configure_logging() -> None:
+def configure_logging(log_format: str | None = None) -> None:
+    """Log lines to stdout: text, or one JSON object a line when SPGW_LOG_FORMAT=json."""
+    from gateway.logformat import JsonFormatter
+
+    if log_format is None:
+        log_format = Settings().log_format
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(TraceOnlyFormatter(LOG_FORMAT))
+        handler.setFormatter(JsonFormatter() if log_format == "json" else TraceOnlyFormatter(LOG_FORMAT))
 
 
 def audit_change(session, activity: str, description: str) -> None:  # type: ignore[no-untyped-def]
@@ -70,19 +75,21 @@ def audit_change(session, activity: str, description: str) -> None:  # type: ign
 def open_session(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from sqlmodel import Session
 
-    from gateway.db import make_engine
-    from gateway.schema import init_db
-
-    engine = make_engine(load_settings(data_dir))
-    init_db(engine)
+    engine, _ = open_engine(data_dir)
     return Session(engine)
 
 
 def open_engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    """The engine on a database at the current schema; a clear error naming `spgw migrate` otherwise
+    (only `spgw migrate` changes the schema)."""
     from gateway.db import make_engine
-    from gateway.schema import init_db
+    from gateway.schema import SchemaNotCurrent, require_current
 
     settings = load_settings(data_dir)
     engine = make_engine(settings)
-    init_db(engine)
+    try:
+        require_current(engine)
+    except SchemaNotCurrent as exc:
+        engine.dispose()
+        raise click.ClickException(str(exc)) from None
     return engine, settings

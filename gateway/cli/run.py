@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import configure_logging, data_dir_option, is_loopback, load_settings, open_engine
+from gateway.cli.common import configure_logging, data_dir_option, is_loopback, load_settings
 from gateway.settings import Settings
 
 DEFAULT_MLLP_PORT = 2575  # the port IANA registers for HL7 over MLLP
@@ -43,17 +43,97 @@ def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type
     return bound
 
 
-def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: int | None = None) -> None:
-    import uvicorn
+def prepare(settings: Settings) -> None:
+    """What `spgw migrate` does: the schema to the newest migration, then the gateway's keys if missing."""
+    from gateway.auth.keys import ensure_keys
+    from gateway.db import make_engine
+    from gateway.schema import migrate
 
-    from gateway.app import create_app
+    engine = make_engine(settings)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    ensure_keys(settings.keys_dir)
+
+
+def startable_engine(settings: Settings, *, keys: bool):  # type: ignore[no-untyped-def]
+    """The engine for a process about to start; refuses (exit 1, naming `spgw migrate`) when the schema is
+    behind or, for processes that sign tokens, the keys are missing. Nothing is changed here."""
+    from gateway.auth.keys import KeysMissing, require_keys
+    from gateway.db import make_engine
+    from gateway.schema import SchemaNotCurrent, require_current
+
+    engine = make_engine(settings)
+    try:
+        require_current(engine)
+        if keys:
+            require_keys(settings.keys_dir)
+    except (SchemaNotCurrent, KeysMissing) as exc:
+        engine.dispose()
+        raise click.ClickException(f"refusing to start: {exc}") from None
+    except Exception as exc:  # the database is unreachable: say so, without a trace
+        engine.dispose()
+        raise click.ClickException(f"refusing to start: the database did not answer ({type(exc).__name__})") from None
+    return engine
+
+
+def _start_metrics(host: str, port: int | None, engine) -> None:  # type: ignore[no-untyped-def]
+    if port is None:
+        return
+    from gateway.metrics import serve_metrics
+
+    serve_metrics(host, port, engine)
+    click.echo(f"Prometheus metrics at http://{host}:{port}/metrics")
+
+
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    demo: bool,
+    mllp_port: int | None = None,
+    workers: int = 1,
+    metrics: tuple[str, int | None] = ("127.0.0.1", None),
+) -> None:
+    import uvicorn
 
     if is_loopback(host):
         # Authlib refuses http:// token endpoints unless told otherwise; only on loopback.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
-    app = create_app(settings)
-    engine = app.state.spgw.engine
     base = f"http://{host}:{port}"
+    if workers > 1:
+        # Each worker process imports gateway.asgi, which reads its settings from the environment:
+        # hand the data folder over that way, and give the workers a folder for their metric samples.
+        import tempfile
+
+        from gateway.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        os.environ["SPGW_DATA_DIR"] = str(settings.data_dir)
+        if settings.database_url:
+            os.environ["SPGW_DATABASE_URL"] = settings.database_url
+        prepare_multiprocess_dir(Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="spgw-metrics-")))
+        engine = startable_engine(settings, keys=True)
+        _start_metrics(metrics[0], metrics[1], engine)
+        click.echo(f"sp-gateway at {base}/fhir with {workers} worker processes (data folder {settings.data_dir})")
+        sys.stdout.flush()
+        uvicorn.run(
+            "gateway.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+        )
+        return
+
+    from gateway.app import create_app
+
+    engine = startable_engine(settings, keys=True)
+    app = create_app(settings, engine)
+    _start_metrics(metrics[0], metrics[1], engine)
     if demo:
         from gateway.demo import key_path, seed
 
@@ -77,14 +157,33 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: i
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
 
 
+metrics_port_option = click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve Prometheus /metrics on this port"
+)
+metrics_host_option = click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port (keep it private)"
+)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (uvicorn; each one loads gateway.asgi:app with settings from the environment)",
+)
+@metrics_port_option
+@metrics_host_option
 @data_dir_option
-def serve(host: str, port: int, data_dir: Path | None) -> None:
-    """Run the gateway (no demo data)."""
+def serve(
+    host: str, port: int, workers: int, metrics_port: int | None, metrics_host: str, data_dir: Path | None
+) -> None:
+    """Run the gateway (no demo data). Run `spgw migrate` first: serve never changes the schema or makes keys."""
     configure_logging()
-    _serve(load_settings(data_dir), host, port, demo=False)
+    _serve(load_settings(data_dir), host, port, demo=False, workers=workers, metrics=(metrics_host, metrics_port))
 
 
 @click.command()
@@ -93,10 +192,13 @@ def serve(host: str, port: int, data_dir: Path | None) -> None:
 @click.option("--mllp-port", default=None, type=int, help=f"MLLP listener port (default {2575}, or a free one)")
 @data_dir_option
 def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> None:
-    """Run the gateway with demo organisations, client keys, sample referrals, the worker and MLLP."""
+    """Migrate, make keys, then run the gateway with demo organisations, client keys, sample referrals,
+    the worker and MLLP."""
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
-    _serve(load_settings(data_dir), host, port, demo=True, mllp_port=mllp_port)
+    settings = load_settings(data_dir)
+    prepare(settings)
+    _serve(settings, host, port, demo=True, mllp_port=mllp_port)
 
 
 @click.command()
@@ -108,7 +210,8 @@ def mllp(host: str, port: int, data_dir: Path | None) -> None:
     import time
 
     configure_logging()
-    engine, settings = open_engine(data_dir)
+    settings = load_settings(data_dir)
+    engine = startable_engine(settings, keys=False)
     bound = start_mllp(engine, settings, host, port)
     click.echo(f"MLLP listener on {host} port {bound}")
     try:
@@ -128,23 +231,44 @@ def mllp(host: str, port: int, data_dir: Path | None) -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds a claimed delivery stays reserved; after a crash, another worker retakes it when this expires",
 )
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Delivery loops in this process (each claims its own batch; a slow receiver holds up one loop only)",
+)
+@metrics_port_option
+@metrics_host_option
 @data_dir_option
-def worker(once: bool, interval: float, lease: float, data_dir: Path | None) -> None:
+def worker(
+    once: bool,
+    interval: float,
+    lease: float,
+    concurrency: int,
+    metrics_port: int | None,
+    metrics_host: str,
+    data_dir: Path | None,
+) -> None:
     """Deliver packets, notices and write-backs from the outbox (retries, backoff, dead letters)."""
     from datetime import timedelta
 
     from gateway.delivery.worker import WorkerThread, run_once
 
     configure_logging()
-    engine, settings = open_engine(data_dir)
+    settings = load_settings(data_dir)
+    engine = startable_engine(settings, keys=False)
     if once:
         click.echo(f"delivered {run_once(engine, settings, lease=timedelta(seconds=lease))}")
         return
-    thread = WorkerThread(engine, settings, interval, timedelta(seconds=lease))
-    click.echo("delivery worker running (Ctrl-C to stop)")
-    thread.start()
+    _start_metrics(metrics_host, metrics_port, engine)
+    threads = [WorkerThread(engine, settings, interval, timedelta(seconds=lease)) for _ in range(concurrency)]
+    click.echo(f"delivery worker running with {concurrency} loop(s) (Ctrl-C to stop)")
+    for thread in threads:
+        thread.start()
     try:
-        while thread.is_alive():
-            thread.join(1)
+        while all(thread.is_alive() for thread in threads):
+            threads[0].join(1)
     except KeyboardInterrupt:
-        thread.stop()
+        for thread in threads:
+            thread.stop()

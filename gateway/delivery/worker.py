@@ -32,6 +32,7 @@ from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, Retry
 from gateway.delivery.signing import signed_headers
 from gateway.endpoints import Resolver, check_resolved, system_resolver
 from gateway.errors import trace_without_messages
+from gateway.metrics import DELIVERIES
 from gateway.models import Organisation, OutboxMessage, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
@@ -281,14 +282,18 @@ def deliver_one(
                 return error is None
             if error is None:
                 _record_success(session, row, item, now)
+                result = "succeeded"
             else:
                 log.info("delivery %s to %s failed: %s", item.dedup_key, item.target, error)
                 _record_failure(session, row, error, settings, now)
+                result = "dead-lettered" if row.status == "dead" else "retried"
     except Exception as exc:
         # The answer is known but its record failed: say so in the audit and close the row on what the
         # receiver said, so a sent message is neither unrecorded nor sent again every lease.
         log.error("recording delivery %s failed\n%s", item.dedup_key, trace_without_messages(exc))
         _record_fallback(engine, item, error, settings, now, exc)
+        result = "succeeded" if error is None else "retried"
+    DELIVERIES.labels(result).inc()  # once committed
     return error is None
 
 

@@ -257,11 +257,13 @@ def test_an_ig_officer_reads_clinical_payloads_only_where_the_deployment_allows_
     from gateway.auth.client_side import make_client_assertion
     from gateway.auth.clients import add_client
     from gateway.auth.principal import IG_CLINICAL_SCOPES, Role
+    from gateway.cli.run import prepare
     from gateway.demo import seed_directory
     from gateway.settings import Settings
 
     def ig_client_sees_referrals(allowed: bool) -> int:
         settings = Settings(data_dir=tmp_path / f"d{allowed}", ig_reads_clinical=allowed)
+        prepare(settings)  # `spgw migrate`: create_app changes nothing
         app = create_app(settings)
         engine = app.state.spgw.engine
         seed_directory(engine, settings)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from tests.conftest import copy_template
+
+
+@pytest.fixture(autouse=True)
+def migrated(tmp_path, sqlite_template) -> None:
+    """The operator has run `spgw migrate` on the data folder (the orgs commands never change the schema)."""
+    copy_template(sqlite_template, tmp_path / "data")
 
 
 def test_a_webhook_host_is_registered_with_its_agreement_and_its_secret_shown_once(tmp_path) -> None:

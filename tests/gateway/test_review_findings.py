@@ -168,8 +168,17 @@ def test_cli_directory_changes_are_audited(tmp_path, monkeypatch: pytest.MonkeyP
     runner = CliRunner()
     commands = [
         ["orgs", "put", "8AB12", "--name", "Walking Group", "--kind", "vcse", "--allow", "person.nhs_number"],
-        ["clients", "add", "walkers", "--organisation", "8AB12", "--role", "vcse",
-         "--generate-key", str(tmp_path / "walkers.jwk")],
+        [
+            "clients",
+            "add",
+            "walkers",
+            "--organisation",
+            "8AB12",
+            "--role",
+            "vcse",
+            "--generate-key",
+            str(tmp_path / "walkers.jwk"),
+        ],
         ["clients", "rotate-key", "walkers", "--out", str(tmp_path / "walkers-2.jwk")],
         ["clients", "disable", "walkers"],
     ]
