@@ -1,8 +1,9 @@
 """`POST /fhir/$process-message`: a referral or cancellation as a BaRS-style FHIR message Bundle.
 
 BaRS requires X-Request-ID and X-Correlation-ID on every message (400 REC_BAD_REQUEST when
-missing). The call is synchronous; the answer is a `collection` Bundle of what was stored or
-changed (ServiceRequest, Patient, Task), or an OperationOutcome.
+missing). The call is synchronous; the answer is a BaRS response message (a `message` Bundle
+whose MessageHeader names the request in `response.identifier`, `response.code` ok, focus on the
+stored ServiceRequest and Task: mappings/response_message.py), or an OperationOutcome.
 """
 
 from __future__ import annotations
