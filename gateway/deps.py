@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import Request
 from sqlalchemy import select
 
-from gateway.auth.principal import Principal
+from gateway.auth.principal import Principal, Role
 from gateway.auth.tokens import verify_access_token
 from gateway.context import RequestContext, decode_routing_headers
 from gateway.models import Client
@@ -81,14 +81,20 @@ def make_context(request: Request, state: AppState, principal: Principal | None)
     )
 
 
-def requires(resource: str, permission: str, interaction: str) -> Callable[..., RequestContext]:
-    """Returns a dependency that authenticates the caller and checks the SMART scope `system/<resource>.<p>`."""
+def requires(
+    resource: str, permission: str, interaction: str, *, role: Role | None = None
+) -> Callable[..., RequestContext]:
+    """Returns a dependency that authenticates the caller and checks the SMART scope `system/<resource>.<p>`
+    (and, with `role`, the caller's role: the admin API's directory is not the FHIR Organization a
+    referrer may read)."""
 
     def dependency(request: Request) -> RequestContext:
         state = app_state(request)
         request.state.audit_interaction = (interaction, resource)
         principal = authenticate(request, state)
         request.state.principal = principal
+        if role is not None and principal.role is not role:
+            raise forbidden(f"Only the {role} role may {interaction}")
         if not principal.may(resource, permission):
             raise forbidden(
                 f"The {principal.role} role's token does not grant system/{resource}.{permission} "

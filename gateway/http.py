@@ -13,8 +13,8 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.refusals import audit_edge_refusal
 from gateway.metrics import observe_request
+from gateway.refusals import audit_edge_refusal
 from profiles.outcomes import FhirError, Issue
 from profiles.structure import parse_json
 

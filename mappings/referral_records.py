@@ -1,13 +1,16 @@
 """Pure transformations from a received referral to the FHIR resources the gateway stores.
 
 A BaRS message carries its resources as bundle entries that point at each other with
-`urn:uuid:` references; once unpacked those resolve to nothing on this server, so references
-become logical ones (type, business identifier, display). The Patient, ServiceRequest,
-Consent and Task records are shaped here; gateway/pipeline/referrals.py stores them.
+`urn:uuid:` references; once unpacked those resolve to nothing on this server. The resources the
+referral reaches (who referred, what supports it: `REFERENCED_TYPES`) are stored beside it, so
+their references are rewritten to the stored copies (`relink`); a reference to anything else in
+the message becomes a logical one (type, business identifier, display). The Patient,
+ServiceRequest, Consent and Task records are shaped here; gateway/pipeline/referrals.py stores them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,20 +20,27 @@ UKCORE_SERVICE_REQUEST = systems.UKCORE_PROFILE + "ServiceRequest"
 UKCORE_PATIENT = systems.UKCORE_PROFILE + "Patient"
 UKCORE_TASK = systems.UKCORE_PROFILE + "Task"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
-# ServiceRequest elements that may point into the message (R4 ServiceRequest, Reference-typed elements).
-_REFERENCE_ELEMENTS = (
-    "requester",
-    "basedOn",
-    "supportingInfo",
-    "reasonReference",
-    "insurance",
-    "specimen",
-    "performer",
+# Resource types a referral reaches inside its message (from the ServiceRequest or the Patient, directly
+# or through each other) that are stored in the referring tenant, readable and searchable there.
+REFERENCED_TYPES = (
+    "PractitionerRole",
+    "Practitioner",
+    "Organization",
+    "QuestionnaireResponse",
+    "Condition",
+    "Encounter",
+    "CarePlan",
+    "HealthcareService",
+    "Location",
+    "Flag",
 )
-# Patient elements that point at other resources of the message; the stored Patient stands alone.
-_PATIENT_LINKS = ("id", "meta", "generalPractitioner", "managingOrganization", "link", "contained")
+# Patient elements that cannot be kept once the Patient stands alone on this server.
+_PATIENT_DROPPED = ("id", "meta", "link", "contained")
+# Elements of a stored copy that belong to the sender's server, not this one.
+_SENDER_BOOKKEEPING = ("id", "meta")
 
 BundleIndex = dict[str, dict[str, Any]]
+Links = dict[str, str]  # a reference used in the message -> "Type/id" of the stored copy
 
 
 def nhs_identifier(nhs: str) -> dict[str, str]:
@@ -100,26 +110,103 @@ def _display_name(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def patient_record(source: dict[str, Any] | None, nhs: str) -> dict[str, Any]:
-    """Returns the Patient to store: the sender's Patient without links into the message, or a minimal one."""
+def referenced_resources(
+    roots: list[dict[str, Any]], index: BundleIndex, new_id: Callable[[], str]
+) -> tuple[list[tuple[str, dict[str, Any]]], Links]:
+    """Returns the message resources of `REFERENCED_TYPES` that `roots` reach (directly or through each
+    other), each once with the id it will be stored under, and the links from every reference used for
+    them in the message to that stored id."""
+    reached: list[tuple[str, dict[str, Any]]] = []
+    by_object: dict[int, str] = {}
+    pending = list(roots)
+    while pending:
+        for ref in _references_in(pending.pop(0)):
+            target = index.get(ref)
+            if target is None or target.get("resourceType") not in REFERENCED_TYPES or id(target) in by_object:
+                continue
+            rid = new_id()
+            by_object[id(target)] = f"{target['resourceType']}/{rid}"
+            reached.append((rid, target))
+            pending.append(target)
+    links = {key: by_object[id(target)] for key, target in index.items() if id(target) in by_object}
+    return reached, links
+
+
+def _references_in(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            yield node["reference"]
+        for key, value in node.items():
+            if key != "contained":
+                yield from _references_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references_in(item)
+
+
+def relink(node: Any, index: BundleIndex, links: Links, patient_ref: dict[str, Any] | None) -> Any:
+    """Returns `node` with every reference into the message made to mean something on this server: to a
+    stored copy (`links`), to the stored Patient, or else logical (`local_reference`). A `urn:` reference
+    that is none of these loses its `reference` and keeps its identifier and display; one left empty is
+    dropped."""
+    if isinstance(node, list):
+        items = [relink(item, index, links, patient_ref) for item in node]
+        return [item for item in items if item != {}]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("reference")
+    if isinstance(ref, str):
+        if ref in links:
+            return {**node, "reference": links[ref]}
+        target = index.get(ref)
+        if target is not None and target.get("resourceType") == "Patient" and patient_ref is not None:
+            return {**patient_ref, **({"display": node["display"]} if node.get("display") else {})}
+        if target is not None:
+            return local_reference(node, index)
+        if ref.startswith("urn:"):
+            return {k: v for k, v in node.items() if k != "reference"}
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        changed = relink(value, index, links, patient_ref)
+        if changed != {} and changed != []:
+            out[key] = changed
+    return out
+
+
+def referenced_record(
+    resource: dict[str, Any], index: BundleIndex, links: Links, patient_ref: dict[str, Any]
+) -> dict[str, Any]:
+    """Returns the stored copy of a resource the referral reaches: the sender's id and meta left out,
+    its references relinked."""
+    body = {k: v for k, v in resource.items() if k not in _SENDER_BOOKKEEPING}
+    return relink(body, index, links, patient_ref)
+
+
+def patient_record(
+    source: dict[str, Any] | None, nhs: str, index: BundleIndex | None = None, links: Links | None = None
+) -> dict[str, Any]:
+    """Returns the Patient to store: the sender's Patient (extensions such as the NHS number verification
+    status and `generalPractitioner` kept, references relinked), or a minimal one."""
     patient: dict[str, Any] = {"resourceType": "Patient"}
     if source:
-        patient.update({k: v for k, v in source.items() if k not in _PATIENT_LINKS})
-    others = [i for i in patient.get("identifier", []) if i.get("system") != systems.NHS_NUMBER]
-    patient["identifier"] = [nhs_identifier(nhs), *others]
+        kept = {k: v for k, v in source.items() if k not in _PATIENT_DROPPED}
+        patient.update(relink(kept, index or {}, links or {}, None))
+    identifiers = patient.get("identifier", [])
+    others = [i for i in identifiers if i.get("system") != systems.NHS_NUMBER]
+    # The sender's own NHS number entry when it is this number: it carries the verification status extension.
+    sent = next((i for i in identifiers if i.get("system") == systems.NHS_NUMBER and i.get("value") == nhs), None)
+    patient["identifier"] = [sent or nhs_identifier(nhs), *others]
     return with_profile(patient, UKCORE_PATIENT)
 
 
-def service_request_record(sr: dict[str, Any], patient_ref: dict[str, Any], index: BundleIndex) -> dict[str, Any]:
-    """Returns the ServiceRequest to store: subject = the stored Patient, references made local."""
+def service_request_record(
+    sr: dict[str, Any], patient_ref: dict[str, Any], index: BundleIndex, links: Links | None = None
+) -> dict[str, Any]:
+    """Returns the ServiceRequest to store: subject = the stored Patient, references relinked."""
     body = {k: v for k, v in sr.items() if k not in ("id", "meta")}
+    body = relink(body, index, links or {}, patient_ref)
     body["subject"] = patient_ref
-    for element in _REFERENCE_ELEMENTS:
-        if element in body:
-            value = body[element]
-            body[element] = (
-                [local_reference(r, index) for r in value] if isinstance(value, list) else local_reference(value, index)
-            )
     return with_profile(body, UKCORE_SERVICE_REQUEST)
 
 

@@ -67,7 +67,9 @@ def _invalid(exc: ValueError, where: str) -> FhirError:
 
 
 @router.get("/organisations", name="admin.list-organisations")
-def organisations(ctx: RequestContext = Depends(requires("Organization", "s", "admin-list-organisations"))):
+def organisations(
+    ctx: RequestContext = Depends(requires("Organization", "s", "admin-list-organisations", role=Role.ADMIN)),
+):
     with ctx.transaction() as session:
         rows = [public_view(o) for o in list_organisations(session)]
         _audit(ctx, "admin-list-organisations", f"{len(rows)} organisations listed")
@@ -78,7 +80,7 @@ def organisations(ctx: RequestContext = Depends(requires("Organization", "s", "a
 def put_organisation(
     org_id: str,
     body: OrganisationIn,
-    ctx: RequestContext = Depends(requires("Organization", "u", "admin-put-organisation")),
+    ctx: RequestContext = Depends(requires("Organization", "u", "admin-put-organisation", role=Role.ADMIN)),
 ) -> JsonResponse:
     """Registers or updates an organisation; a new webhook secret is shown once, in this answer.
 
@@ -120,7 +122,8 @@ def put_organisation(
 
 @router.post("/organisations/{org_id}/rotate-secret", name="admin.rotate-webhook-secret")
 def rotate_secret(
-    org_id: str, ctx: RequestContext = Depends(requires("Organization", "u", "admin-rotate-webhook-secret"))
+    org_id: str,
+    ctx: RequestContext = Depends(requires("Organization", "u", "admin-rotate-webhook-secret", role=Role.ADMIN)),
 ) -> JsonResponse:
     """A new webhook signing secret for a webhook host, shown once in this answer."""
     with ctx.transaction() as session:
@@ -135,7 +138,9 @@ def rotate_secret(
 
 
 @router.get("/clients", name="admin.list-clients")
-def list_clients(ctx: RequestContext = Depends(requires("Client", "s", "admin-list-clients"))) -> JsonResponse:
+def list_clients(
+    ctx: RequestContext = Depends(requires("Client", "s", "admin-list-clients", role=Role.ADMIN)),
+) -> JsonResponse:
     with ctx.transaction() as session:
         rows = client_service.list_clients(session)
         _audit(ctx, "admin-list-clients", f"{len(rows)} clients listed")
@@ -143,7 +148,9 @@ def list_clients(ctx: RequestContext = Depends(requires("Client", "s", "admin-li
 
 
 @router.post("/clients", name="admin.add-client", status_code=201)
-def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", "c", "admin-add-client"))):
+def add_client(
+    body: ClientIn, ctx: RequestContext = Depends(requires("Client", "c", "admin-add-client", role=Role.ADMIN))
+):
     with ctx.transaction() as session:
         try:
             client = client_service.add_client(
@@ -184,7 +191,9 @@ def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", 
 
 
 @router.post("/clients/{client_id}/disable", name="admin.disable-client")
-def disable_client(client_id: str, ctx: RequestContext = Depends(requires("Client", "u", "admin-disable-client"))):
+def disable_client(
+    client_id: str, ctx: RequestContext = Depends(requires("Client", "u", "admin-disable-client", role=Role.ADMIN))
+):
     with ctx.transaction() as session:
         try:
             client_service.disable_client(session, client_id)
@@ -197,7 +206,7 @@ def disable_client(client_id: str, ctx: RequestContext = Depends(requires("Clien
 @router.get("/outbox", name="admin.list-outbox")
 def list_outbox(
     status: Literal["pending", "delivered", "dead", "withdrawn"] | None = None,
-    ctx: RequestContext = Depends(requires("Organization", "r", "admin-list-outbox")),
+    ctx: RequestContext = Depends(requires("Organization", "r", "admin-list-outbox", role=Role.ADMIN)),
 ) -> JsonResponse:
     """Deliveries and their state; `status=dead` is the dead-letter queue."""
     rows = worker.outbox_rows(ctx.engine, status)
@@ -207,7 +216,9 @@ def list_outbox(
 
 
 @router.post("/outbox/retry", name="admin.retry-outbox")
-def retry_outbox(body: RetryIn, ctx: RequestContext = Depends(requires("Organization", "u", "admin-retry-outbox"))):
+def retry_outbox(
+    body: RetryIn, ctx: RequestContext = Depends(requires("Organization", "u", "admin-retry-outbox", role=Role.ADMIN))
+):
     count = worker.retry(ctx.engine, body.ids)
     with ctx.transaction():
         _audit(ctx, "admin-retry-outbox", f"{count} dead-lettered deliveries requeued")

@@ -17,7 +17,7 @@ from gateway.deps import requires
 from gateway.http import FhirResponse, fhir_body
 from gateway.pipeline import consents as consent_flow
 from gateway.pipeline import referrals
-from mappings.referral_records import patient_nhs_of
+from mappings.referral_records import REFERENCED_TYPES, patient_nhs_of
 from profiles import systems
 from profiles.outcomes import bad_request
 from profiles.structure import check_structure
@@ -25,7 +25,7 @@ from profiles.structure import check_structure
 router = APIRouter(prefix="/fhir")
 
 # Resource type -> FHIR interactions served, for read/vread/search (create/update are routed below).
-READABLE = ("ServiceRequest", "Patient", "Task", "Observation", "Consent")
+READABLE = ("ServiceRequest", "Patient", "Task", "Observation", "Consent", *REFERENCED_TYPES)
 
 
 def _audit_rest(ctx: RequestContext, interaction: str, rtype: str, rid: str | None, nhs: str | None, text: str) -> None:

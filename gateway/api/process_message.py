@@ -2,8 +2,9 @@
 
 BaRS requires X-Request-ID and X-Correlation-ID on every message, as UUIDs (400 REC_BAD_REQUEST
 when missing or malformed; both missing is one OperationOutcome with two issues). The call is
-synchronous; the answer is a `collection` Bundle of what was stored or changed (ServiceRequest,
-Patient, Task), or an OperationOutcome.
+synchronous; the answer is a BaRS response message (a `message` Bundle whose MessageHeader names the
+request in `response.identifier`, `response.code` ok, focus on the stored ServiceRequest and Task:
+mappings/response_message.py), or an OperationOutcome.
 """
 
 from __future__ import annotations

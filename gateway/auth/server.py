@@ -117,8 +117,10 @@ def granted_scopes(
     *, role: Role, registered: Collection[str], requested: str | None, ig_reads_clinical: bool = False
 ) -> frozenset[str]:
     """Returns the scopes to grant: all registered scopes within the role's ceiling when none are asked
-    for, else exactly the requested ones; raises InvalidScopeError (RFC 6749 §5.2) if any requested
-    scope is malformed, not covered by the client's registration, or above its role's ceiling."""
+    for, else the permitted part of each requested one (RFC 6749 §3.3 lets the server grant less than
+    asked, and the token response's `scope` then says what was granted). SMART v1 `read`/`write`/`*`
+    are granted as their v2 letters. Raises InvalidScopeError (RFC 6749 §5.2) when the parameter is
+    malformed or nothing permitted remains."""
     allowed = frozenset(registered)
     if not requested or not requested.strip():
         granted = frozenset(within_ceiling(role, set(allowed), ig_reads_clinical=ig_reads_clinical))
@@ -128,21 +130,40 @@ def granted_scopes(
     tokens = requested.split()
     if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
         raise InvalidScopeError(description="The scope parameter is malformed (RFC 6749 section 3.3).")
-    refused = sorted(token for token in set(tokens) if not _covered(token, role, allowed, ig_reads_clinical))
-    if refused:
-        shown = " ".join(refused[:5])[:300]
-        raise InvalidScopeError(description=f"Scopes not available to this client: {shown}")
-    return frozenset(tokens)
-
-
-def _covered(scope: str, role: Role, registered: frozenset[str], ig_reads_clinical: bool) -> bool:
-    parsed = parse_scope(scope)
-    if parsed is None:
-        return False
-    resource, permissions = parsed
-    return scope in within_ceiling(role, {scope}, ig_reads_clinical=ig_reads_clinical) and all(
-        scope_allows(registered, resource, permission) for permission in permissions
+    granted = frozenset(
+        scope for token in tokens if (scope := _permitted_part(token, role, allowed, ig_reads_clinical)) is not None
     )
+    if not granted:
+        shown = " ".join(sorted(set(tokens))[:5])[:300]
+        raise InvalidScopeError(description=f"None of the requested scopes is available to this client: {shown}")
+    return granted
+
+
+def _permitted_part(scope: str, role: Role, registered: frozenset[str], ig_reads_clinical: bool) -> str | None:
+    """Returns the v2 scope for the permissions of `scope` that both the registration and the role's
+    ceiling cover (`system/Task.rsud` for a VCSE host gives `system/Task.rsu`), None when there are none."""
+    parsed = parse_scope(_as_v2(scope))
+    if parsed is None or parsed[0] == "*":
+        return None
+    resource, permissions = parsed
+    letters = "".join(
+        p
+        for p in "cruds"
+        if p in permissions
+        and scope_allows(registered, resource, p)
+        and within_ceiling(role, {f"system/{resource}.{p}"}, ig_reads_clinical=ig_reads_clinical)
+    )
+    return f"system/{resource}.{letters}" if letters else None
+
+
+def _as_v2(scope: str) -> str:
+    """SMART v1 `system/X.read` and `system/X.write` in their v2 spelling (SMART App Launch 2.0 §scopes:
+    read = rs, write = cud); anything else unchanged."""
+    head, dot, perms = scope.rpartition(".")
+    return f"{head}.{_V1_PERMISSIONS[perms]}" if dot and perms in _V1_PERMISSIONS else scope
+
+
+_V1_PERMISSIONS = {"read": "rs", "write": "cud"}
 
 
 class TokenEndpoint:

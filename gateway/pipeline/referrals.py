@@ -21,6 +21,8 @@ from gateway.storage import resources
 from gateway.storage.repository import Stored
 from gateway.storage.scope import ForTenant
 from mappings.referral_records import (
+    BundleIndex,
+    Links,
     consent_record,
     message_index,
     nhs_identifier,
@@ -28,9 +30,12 @@ from mappings.referral_records import (
     patient_nhs_of,
     patient_record,
     performer_org,
+    referenced_record,
+    referenced_resources,
     service_request_record,
     task_record,
 )
+from mappings.response_message import response_message
 from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from profiles.referral import ReferralMessage, check_client_update, check_service_request, read_message
 
@@ -44,7 +49,9 @@ def new_referral_id() -> str:
     return "SPR-" + secrets.token_hex(8).upper()
 
 
-def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None) -> Stored:
+def _upsert_patient(
+    ctx: RequestContext, tenant: str, nhs: str, source: dict[str, Any] | None, index: BundleIndex, links: Links
+) -> Stored:
     """Returns the tenant's one Patient for this NHS number, created or refreshed from `source`.
 
     The database keeps it one (a unique index): when a concurrent request created the Patient after
@@ -52,7 +59,7 @@ def _upsert_patient(ctx: RequestContext, tenant: str, nhs: str, source: dict[str
     """
     assert ctx.session is not None
     repo = ctx.repo(as_gateway=True)
-    body = patient_record(source, nhs)
+    body = patient_record(source, nhs, index, links)
     current = resources.patient(ctx.session, ForTenant(tenant), nhs)
     if current is None:
         try:
@@ -102,9 +109,16 @@ def store_referral(
     tenant = ctx.principal.organisation
     _refuse_duplicate(ctx, tenant, sr)
     repo = ctx.repo(as_gateway=True)
-    patient = _upsert_patient(ctx, tenant, nhs, patient_source)
+    # Who referred and what supports it: the message resources the referral reaches are stored in the
+    # referring tenant under ids chosen first, so that every reference can be rewritten to them.
+    roots = [sr, *([patient_source] if patient_source else [])]
+    reached, links = referenced_resources(roots, bundle_index, lambda: str(uuid.uuid4()))
+    patient = _upsert_patient(ctx, tenant, nhs, patient_source, bundle_index, links)
     patient_ref = {"reference": f"Patient/{patient.resource['id']}", "identifier": nhs_identifier(nhs)}
-    body = service_request_record(sr, patient_ref, bundle_index)
+    for rid, resource in reached:
+        record = referenced_record(resource, bundle_index, links, patient_ref)
+        repo.create(record, tenant=tenant, patient_nhs=patient_nhs_of(record), resource_id=rid)
+    body = service_request_record(sr, patient_ref, bundle_index, links)
     recipient = performer_org(body)
     stored_sr = repo.create(
         body,
@@ -185,7 +199,9 @@ def _check_sender(ctx: RequestContext, message: ReferralMessage) -> None:
 
 
 def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sender: bool = True) -> dict[str, Any]:
-    """Returns a collection Bundle of what a referral (or cancellation) message stored or changed.
+    """Returns the BaRS response message (mappings/response_message.py) for a referral or cancellation
+    message: `response.code` ok, focus on the stored or changed ServiceRequest and Task. A refusal is a
+    FhirError (an OperationOutcome), never a response message.
 
     `enforce_sender=False` is for HL7 v2, where the transport (token or MLLP allow-list) names the
     sender and MSH-4 is the sending system's own facility id, not an ODS code.
@@ -197,7 +213,7 @@ def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sende
         _check_sender(ctx, message)
     if message.kind == "cancel":
         changed = cancel_referral(ctx, message.service_request)
-        return collection(ctx, changed)
+        return _response(ctx, bundle, changed)
     extras = {"questionnaire_responses": message.questionnaire_responses, "flags": message.flags}
     sr, patient, task, _ = store_referral(
         ctx,
@@ -208,7 +224,17 @@ def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sende
         extras=extras,
         bundle_index=message_index(bundle),
     )
-    return collection(ctx, [sr, patient, task])
+    return _response(ctx, bundle, [sr, task, patient])
+
+
+def _response(ctx: RequestContext, request: dict[str, Any], items: list[Stored]) -> dict[str, Any]:
+    return response_message(
+        request=request,
+        code="ok",
+        resources=[s.resource for s in items],
+        base_url=ctx.base_url,
+        now=ctx.now(),
+    )
 
 
 def accept_service_request(ctx: RequestContext, sr: dict[str, Any]) -> Stored:
@@ -280,18 +306,3 @@ def revoke(ctx: RequestContext, current: Stored, status: str, *, if_match: int |
         ctx, current.tenant, current.resource["id"], reason=f"The referrer cancelled the referral ({status})"
     )
     return [updated, *([task] if task else [])]
-
-
-def collection(ctx: RequestContext, items: list[Stored]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "timestamp": ctx.now().isoformat(timespec="seconds"),
-        "entry": [
-            {
-                "fullUrl": f"{ctx.base_url}/fhir/{s.resource['resourceType']}/{s.resource['id']}",
-                "resource": s.resource,
-            }
-            for s in items
-        ],
-    }

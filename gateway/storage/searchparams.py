@@ -86,6 +86,14 @@ def consent_actors(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield "", ref["reference"]
 
 
+def _subject_params(element: str) -> list[SearchParam]:
+    return [
+        SearchParam("identifier", "token", "Business identifier", identifiers("identifier")),
+        SearchParam("patient", "reference", "The Patient", references(element)),
+        SearchParam("patient:identifier", "token", "Patient NHS number (system|value)", reference_identifiers(element)),
+    ]
+
+
 def _p(name: str, kind: Literal["token", "reference", "date"], doc: str, extract: Extractor | None = None):
     return SearchParam(name, kind, doc, extract)
 
@@ -163,6 +171,28 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
             _p("actor", "token", "An organisation the consent names (ODS code)", consent_actors),
             _p("date", "date", "When the consent was given"),
         ],
+        # What a referral message carries beside the ServiceRequest, stored in the referrer's tenant.
+        "PractitionerRole": [
+            _p("identifier", "token", "Business identifier", identifiers("identifier")),
+            _p("practitioner", "reference", "The Practitioner", references("practitioner")),
+            _p("organization", "reference", "The Organization", references("organization")),
+        ],
+        "Practitioner": [
+            _p("identifier", "token", "Business identifier (GMC, GMP, ...)", identifiers("identifier")),
+        ],
+        "Organization": [
+            _p("identifier", "token", "ODS code or other business identifier", identifiers("identifier")),
+        ],
+        "HealthcareService": [
+            _p("identifier", "token", "Business identifier", identifiers("identifier")),
+        ],
+        "Location": [
+            _p("identifier", "token", "Business identifier", identifiers("identifier")),
+        ],
+        **{
+            rtype: _subject_params("subject")
+            for rtype in ("QuestionnaireResponse", "Condition", "Encounter", "CarePlan", "Flag")
+        },
     }.items()
 }
 

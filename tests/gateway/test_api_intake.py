@@ -7,6 +7,7 @@ SOURCES.md gives it, as a 4xx OperationOutcome naming every element at fault (ne
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -53,10 +54,16 @@ def test_sp_referral_message_is_stored_and_found_again_by_nhs_number(client, tok
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
     answer = response.json()
-    assert (answer["resourceType"], answer["type"]) == ("Bundle", "collection")
-    assert [e["resource"]["resourceType"] for e in answer["entry"]] == ["ServiceRequest", "Patient", "Task"]
+    # The answer is a BaRS response message (issue 12 item 1): MessageHeader, then what was stored.
+    assert (answer["resourceType"], answer["type"]) == ("Bundle", "message")
+    assert [e["resource"]["resourceType"] for e in answer["entry"]] == [
+        "MessageHeader",
+        "ServiceRequest",
+        "Task",
+        "Patient",
+    ]
     stored = by_type(answer)
-    for entry in answer["entry"]:
+    for entry in answer["entry"][1:]:
         resource = entry["resource"]
         assert entry["fullUrl"] == f"http://testserver/fhir/{resource['resourceType']}/{resource['id']}"
     assert stored["ServiceRequest"]["meta"]["versionId"] == "1"
@@ -77,13 +84,14 @@ def test_harness_style_referral_message_is_stored_and_found_again(client, token_
 
     assert response.status_code == 200, response.text
     stored = by_type(response.json())
-    assert set(stored) == {"ServiceRequest", "Patient", "Task"}
+    assert set(stored) == {"MessageHeader", "ServiceRequest", "Patient", "Task"}
     assert stored["ServiceRequest"]["identifier"] == [
         {"system": "https://gp.example.nhs.uk/referrals", "value": "HARNESS-1"}
     ]
     assert stored["Patient"]["identifier"][0] == {"system": NHS, "value": "9990001006"}
-    # references into the message (urn:uuid:) do not survive unpacking: they become logical references
-    assert "urn:uuid:" not in response.text
+    # references into the message (urn:uuid:) do not survive unpacking: they point at stored copies
+    # (only the response's own MessageHeader, which is not stored, is named by a urn:uuid:)
+    assert "urn:uuid:" not in json.dumps(response.json()["entry"][1:])
     found = client.get(
         "/fhir/ServiceRequest", params={"patient:identifier": f"{NHS}|9990001006"}, headers=token_for("demo-gp")
     )

@@ -422,15 +422,37 @@ async def test_expired_jti_rows_are_purged(gateway: Gateway, http: httpx.AsyncCl
     assert "old" not in remaining
 
 
-@pytest.mark.parametrize("scope", ["system/ServiceRequest.c", "system/Task.rsud", "system/*.r", "patient/Task.r"])
+@pytest.mark.parametrize("scope", ["system/ServiceRequest.c", "system/Task.d", "system/*.r", "patient/Task.r"])
 async def test_a_scope_the_role_may_not_have_is_invalid_scope(
     gateway: Gateway, http: httpx.AsyncClient, scope: str
 ) -> None:
     assertion = sign(claims_for("vcse-client"), gateway.vcse.private_jwk)
-    response = await post_token(http, token_form(assertion, scope=f"system/Task.r {scope}"))
+    response = await post_token(http, token_form(assertion, scope=scope))
     assert_oauth_error(response, "invalid_scope")
     result = gateway.results[-1]
     assert (result.ok, result.client_id, result.role, result.error) == (False, "vcse-client", "vcse", "invalid_scope")
+
+
+@pytest.mark.parametrize(
+    ("asked", "granted"),
+    [
+        ("system/Task.r system/ServiceRequest.c", "system/Task.r"),
+        ("system/Task.rsud system/*.r patient/Task.r", "system/Task.rus"),  # v2 letters in c-r-u-d-s order
+        ("system/Task.read system/Observation.write system/AuditEvent.rs", "system/Observation.c system/Task.rs"),
+    ],
+)
+async def test_a_scope_set_partly_beyond_the_ceiling_is_granted_the_permitted_subset(
+    gateway: Gateway, http: httpx.AsyncClient, asked: str, granted: str
+) -> None:
+    # Issue 12 item 13 (RFC 6749 §3.3, SMART): grant what is permitted and say so in `scope`;
+    # SMART v1 read/write are read as their v2 letters.
+    assertion = sign(claims_for("vcse-client"), gateway.vcse.private_jwk)
+    response = await post_token(http, token_form(assertion, scope=asked))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == granted
+    principal = verify_access_token(gateway.keys, response.json()["access_token"], issuer=BASE)
+    assert principal.scopes == set(granted.split())
 
 
 async def test_a_malformed_scope_is_invalid_scope(gateway: Gateway, http: httpx.AsyncClient) -> None:
@@ -669,11 +691,17 @@ def test_granted_scopes_default_to_the_registered_scopes_within_the_ceiling() ->
     }
 
 
-def test_granted_scopes_refuse_everything_outside_registration_or_ceiling() -> None:
+def test_granted_scopes_narrow_to_registration_and_ceiling_and_refuse_when_nothing_remains() -> None:
     from authlib.oauth2.rfc6749 import InvalidScopeError
 
     assert granted_scopes(role=Role.VCSE, registered=["system/Task.rsu"], requested="system/Task.u") == {
         "system/Task.u"
+    }
+    assert granted_scopes(role=Role.VCSE, registered=["system/Task.rsu"], requested="system/Task.cruds openid") == {
+        "system/Task.rus"
+    }
+    assert granted_scopes(role=Role.VCSE, registered=["system/Task.rsu"], requested="system/Task.read") == {
+        "system/Task.rs"
     }
     for requested in ("system/Task.d", "system/Observation.c", "system/Task.x", "openid"):
         with pytest.raises(InvalidScopeError):

@@ -12,6 +12,9 @@ from mappings.referral_records import (
     patient_nhs_of,
     patient_record,
     performer_org,
+    referenced_record,
+    referenced_resources,
+    relink,
     service_request_record,
     task_record,
 )
@@ -90,3 +93,24 @@ def test_instants_become_utc_and_bad_ones_none() -> None:
     assert parse_instant("2026-11-20T10:00:00+01:00") == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     assert parse_instant("2026-11-20T10:00:00") == datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     assert parse_instant("yesterday") is None and parse_instant(None) is None
+
+
+def test_the_resources_a_referral_reaches_get_ids_and_every_reference_to_them_is_relinked() -> None:
+    bundle, by_type = _message()
+    index = message_index(bundle)
+    ids = iter(["r1", "r2", "r3"])
+    reached, links = referenced_resources([by_type["ServiceRequest"]], index, lambda: next(ids))
+    # the requester Practitioner only: the sender Organization and the Consent are not reached
+    assert [(rid, r["resourceType"]) for rid, r in reached] == [("r1", "Practitioner")]
+    record = service_request_record(by_type["ServiceRequest"], PATIENT_REF, index, links)
+    assert record["requester"] == {"reference": "Practitioner/r1"}
+    stored = referenced_record(reached[0][1], index, links, PATIENT_REF)
+    assert "id" not in stored and stored["name"] == [{"family": "Jones", "given": ["Sam"]}]
+
+
+def test_relink_points_at_the_stored_patient_and_drops_dangling_message_references() -> None:
+    bundle, _ = _message()
+    index = message_index(bundle)
+    patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    node = {"subject": {"reference": patient_url}, "basedOn": [{"reference": "urn:uuid:gone"}], "x": 1}
+    assert relink(node, index, {}, PATIENT_REF) == {"subject": PATIENT_REF, "x": 1}
