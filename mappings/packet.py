@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from consent.categories import DataCategory
 from consent.policy import Decision
+from mappings.need_categories import coded_label
 from profiles.systems import NHS_NUMBER
 
 SCHEMA_URL = "/vcse/v1/schema/referral-packet"
@@ -301,13 +302,16 @@ def _accessibility_needs(s: _Sources) -> list[str]:
 
 
 def _need_categories(s: _Sources) -> list[str]:
-    """ServiceRequest.reasonCode: text, else the first coding's display."""
-    return _unique(_concept_label(c) for c in s.referral.get("reasonCode") or [])
+    """ServiceRequest.reasonCode codings only (mappings/need_categories.py): never the concept's free text."""
+    return _unique(coded_label(c) for c in s.referral.get("reasonCode") or [])
 
 
 def _reason_text(s: _Sources) -> str:
-    """ServiceRequest.note.text, joined by newlines (free text from the referrer: may be clinical)."""
-    return "\n".join(t for t in (_text(n.get("text")) for n in s.referral.get("note") or []) if t)
+    """ServiceRequest.reasonCode.text, then note.text, joined by newlines: the referrer's free text, which
+    may be clinical, so it goes only to a host whose agreement names this field."""
+    reasons = (_text(c.get("text")) for c in s.referral.get("reasonCode") or [] if isinstance(c, dict))
+    notes = (_text(n.get("text")) for n in s.referral.get("note") or [])
+    return "\n".join(_unique([*reasons, *notes]))
 
 
 def _what_matters_to_me(s: _Sources) -> str:
@@ -432,9 +436,19 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("person.address", DataCategory.DEMOGRAPHICS, False, "Patient.address", _address),
     FieldSpec("person.gender", DataCategory.DEMOGRAPHICS, False, "Patient.gender", _gender),
     FieldSpec(
-        "referral.need_categories", DataCategory.NEEDS_AND_CONCERNS, True, "ServiceRequest.reasonCode", _need_categories
+        "referral.need_categories",
+        DataCategory.NEEDS_AND_CONCERNS,
+        True,
+        "ServiceRequest.reasonCode.coding (coded needs only)",
+        _need_categories,
     ),
-    FieldSpec("referral.reason_text", DataCategory.NEEDS_AND_CONCERNS, False, "ServiceRequest.note.text", _reason_text),
+    FieldSpec(
+        "referral.reason_text",
+        DataCategory.NEEDS_AND_CONCERNS,
+        False,
+        "ServiceRequest.reasonCode.text; ServiceRequest.note.text",
+        _reason_text,
+    ),
     FieldSpec("referral.priority", DataCategory.NEEDS_AND_CONCERNS, True, "ServiceRequest.priority", _priority),
     FieldSpec(
         "referral.what_matters_to_me",
@@ -455,7 +469,7 @@ FIELDS: tuple[FieldSpec, ...] = (
 ALL_FIELDS: tuple[str, ...] = tuple(spec.path for spec in FIELDS)
 FIELD_CATEGORY: dict[str, str] = {spec.path: spec.category.value for spec in FIELDS}
 # DESIGN.md IG rule 2: no NHS number, diagnosis, medication or full address unless agreed;
-# the referrer's free-text note is left out too, because a GP note can carry clinical detail.
+# the referrer's free text (reasons and notes) is left out too, because it can carry clinical detail.
 DEFAULT_ALLOWED_FIELDS: frozenset[str] = frozenset(spec.path for spec in FIELDS if spec.default)
 _CONTENT_GROUPS = frozenset(spec.path.split(".")[0] for spec in FIELDS)
 

@@ -24,6 +24,7 @@ V3_PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationT
 LOCAL_BASE = "https://sp-gateway.dev/fhir"
 LOCAL_DATA_CATEGORY = f"{LOCAL_BASE}/CodeSystem/data-category"
 LOCAL_REFERRAL_ID = f"{LOCAL_BASE}/Id/referral-id"
+LOCAL_NEED_CATEGORY = f"{LOCAL_BASE}/CodeSystem/need-category"
 VCSE_ORG_ID = f"{LOCAL_BASE}/Id/vcse-organisation"
 
 # SNOMED CT concepts confirmed by NHS England for social prescribing (DESIGN.md).

@@ -31,10 +31,19 @@ def token(client_id: str, base_url: str, key_file: Path | None, scope: str | Non
     path = key_file or key_path(settings, client_id)
     if not path.exists():
         raise click.ClickException(f"no private key for {client_id} at {path} (use --key)")
+    import httpx
+
     try:
         click.echo(fetch_token(base_url=base_url.rstrip("/"), client_id=client_id, private_key_path=path, scope=scope))
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
+    except httpx.TransportError as exc:
+        # A gateway that is down or unreachable: one line, exit 1 (ClickException), no traceback.
+        raise click.ClickException(
+            f"cannot reach {base_url.rstrip('/')} ({type(exc).__name__}): is the gateway running there?"
+        ) from None
+    except httpx.InvalidURL:
+        raise click.ClickException(f"{base_url!r} is not a URL the token request can be sent to") from None
 
 
 @click.group()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -41,6 +42,28 @@ def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type
     except OSError:
         bound, _ = run_in_thread(MllpServer(handler, host, 0))  # the preferred port is taken
     return bound
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when `host:port` can be bound now, with the SO_REUSEADDR uvicorn itself uses (so a socket
+    left in TIME_WAIT by a previous run does not count as taken)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_free_ports(host: str, *ports: int | None) -> None:
+    """Stops before anything starts (banner, seed, worker, MLLP) when a port is taken: one line, exit 1."""
+    for port in ports:
+        if port is not None and not port_is_free(host, port):
+            raise click.ClickException(
+                f"port {port} on {host} is already in use (another `spgw demo` or `make run`?); "
+                f"stop it, or choose another port: --port N, or make run PORT=N"
+            )
 
 
 def prepare(settings: Settings) -> None:
@@ -182,6 +205,8 @@ def serve(
     host: str, port: int, workers: int, metrics_port: int | None, metrics_host: str, data_dir: Path | None
 ) -> None:
     """Run the gateway (no demo data). Run `spgw migrate` first: serve never changes the schema or makes keys."""
+    require_free_ports(host, port)
+    require_free_ports(metrics_host, metrics_port)
     configure_logging()
     _serve(load_settings(data_dir), host, port, demo=False, workers=workers, metrics=(metrics_host, metrics_port))
 
@@ -194,6 +219,8 @@ def serve(
 def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> None:
     """Migrate, make keys, then run the gateway with demo organisations, client keys, sample referrals,
     the worker and MLLP."""
+    # An explicit --mllp-port must be free too; the default one falls back to a free port (start_mllp).
+    require_free_ports(host, port, mllp_port)
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
     settings = load_settings(data_dir)

@@ -106,7 +106,7 @@ def referral_message(
                 "authoredOn": "2026-11-20T10:00:00+00:00",
                 "requester": {"identifier": {"system": systems.ODS_CODE, "value": GP_ODS}},
                 "performer": [{"identifier": {"system": systems.ODS_CODE, "value": host}}],
-                "reasonCode": [{"text": "Social isolation"}],
+                "reasonCode": [{"coding": [{"system": systems.LOCAL_NEED_CATEGORY, "code": "social-isolation"}]}],
             },
         },
         {

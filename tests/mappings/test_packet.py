@@ -22,7 +22,7 @@ from mappings.packet import (
     build_packet,
     notice_packet,
 )
-from profiles.systems import CONSENT_ACTION, LOCAL_DATA_CATEGORY, ODS_CODE, V3_ACT_REASON
+from profiles.systems import CONSENT_ACTION, LOCAL_DATA_CATEGORY, LOCAL_NEED_CATEGORY, ODS_CODE, V3_ACT_REASON
 from profiles.systems import V3_PARTICIPATION_TYPE as PARTICIPATION
 
 CREATED = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -212,7 +212,12 @@ def rich_referral() -> dict[str, Any]:
         "intent": "plan",
         "priority": "routine",
         "subject": {"reference": "Patient/p"},
-        "reasonCode": [{"text": "Loneliness"}, {"coding": [{"display": "Housing"}]}, {"text": "Loneliness"}],
+        "reasonCode": [
+            {"text": "Loneliness", "coding": [{"system": LOCAL_NEED_CATEGORY, "code": "social-isolation"}]},
+            {"coding": [{"display": "Housing"}]},  # no system: not a code, never sent
+            {"coding": [{"system": LOCAL_NEED_CATEGORY, "code": "housing", "display": "ignored: ours is used"}]},
+            {"text": "Loneliness"},
+        ],
         "note": [{"text": "Recently bereaved"}, {"text": "  "}],
     }
 
@@ -398,8 +403,8 @@ def test_every_field_from_rich_sources_when_agreement_and_consent_allow_all() ->
         "gender": "female",
     }
     assert packet.body["referral"] == {
-        "need_categories": ["Loneliness", "Housing"],
-        "reason_text": "Recently bereaved",
+        "need_categories": ["Social isolation", "Housing"],
+        "reason_text": "Loneliness\nRecently bereaved",
         "priority": "routine",
         "what_matters_to_me": "Walking with others",
         "safeguarding_concern": True,
