@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    console_idle_minutes: int = Field(default=15, ge=1, le=120, description="Console sign-out after this idle time")
+    console_max_failures: int = Field(
+        default=5, ge=1, description="Failed console sign-ins per username (or 4x per address) before a pause"
+    )
+    console_failure_window_minutes: int = Field(default=15, ge=1, description="The window those failures count in")
 
     @field_validator("data_dir")
     @classmethod
