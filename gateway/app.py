@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from gateway import errors
 from gateway.api import admin, audit_events, fhir, health, hl7v2, ig, metadata, oauth, process_message, vcse
 from gateway.auth.keys import require_keys
+from gateway.console.install import install_console
 from gateway.db import make_engine
 from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, HeaderLimitMiddleware, TraceIdsMiddleware
 from gateway.schema import require_current
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
     for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router, health.router):
         app.include_router(router)
+    install_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TraceIdsMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outside TraceIds: an oversized header is never read

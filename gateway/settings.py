@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     ready_outbox_max_lag: float = Field(
         default=300.0, gt=0, description="/readyz fails when a due delivery has waited this long for a worker"
     )
+    console_idle_minutes: int = Field(default=15, ge=1, le=120, description="Console sign-out after this idle time")
+    console_max_failures: int = Field(
+        default=5, ge=1, description="Failed console sign-ins per username (or 4x per address) before a pause"
+    )
+    console_failure_window_minutes: int = Field(default=15, ge=1, description="The window those failures count in")
 
     @field_validator("data_dir")
     @classmethod

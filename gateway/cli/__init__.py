@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import audit, clients, directory, ops, outbox, run
+from gateway.cli import audit, clients, directory, ops, outbox, run, users
 from gateway.cli.common import LOG_FORMAT, TraceOnlyFormatter
 
 __all__ = ["LOG_FORMAT", "TraceOnlyFormatter", "main"]
@@ -29,5 +29,6 @@ for command in (
     outbox.import_referrals,
     directory.orgs,
     audit.audit,
+    users.users,
 ):
     main.add_command(command)

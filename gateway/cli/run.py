@@ -172,6 +172,15 @@ def _serve(
         bound = start_mllp(engine, settings, host, mllp_port if mllp_port is not None else DEFAULT_MLLP_PORT)
         click.echo(f"MLLP listener on {host} port {bound} (demo sender MSH-3 DEMOSENDER, MSH-4 DEMO)")
         spgw = sys.argv[0] if Path(sys.argv[0]).name == "spgw" else "spgw"  # the command as it was run
+        from gateway.console.demo import seed_console_users
+
+        for login in seed_console_users(engine, settings):
+            click.echo(f"Console: {base}/console/  sign in as {login.username} ({login.role}, {login.organisation})")
+            click.echo(
+                f"  password {login.password}; security code: {spgw} users code {login.username}"
+                f" --data-dir {settings.data_dir}"
+            )
+            click.echo(f"  (or add to an authenticator app: {login.provisioning_uri})")
         click.echo(f"Try:  TOKEN=$({spgw} token demo-gp --url {base} --data-dir {settings.data_dir})")
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:

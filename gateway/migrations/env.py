@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import audit.store  # noqa: F401  (the audit tables)
+import gateway.console.models  # the console's tables (registered on the metadata)
 import gateway.models  # noqa: F401  (the gateway tables)
 
 config = context.config

@@ -1,7 +1,7 @@
 """trust edge: client approval and end-user permission, pending agreement widening, token failure windows
 
 Revision ID: 0003_trust_edge
-Revises: 0001
+Revises: 0002_trust_core
 Create Date: 2026-12-02 14:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0003_trust_edge"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_trust_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
