@@ -16,11 +16,11 @@ DEFAULT_MLLP_PORT = 2575  # the port IANA registers for HL7 over MLLP
 DEMO_MLLP_SOURCES = "DEMOSENDER^DEMO=demo-gp"
 
 
-def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def]
-    """Starts the MLLP listener in a background thread, sharing the HTTP route's handler; returns its port."""
+def mllp_handler(engine, settings: Settings):  # type: ignore[no-untyped-def]
+    """Returns the MLLP listener's message handler: the configured source (MSH-3^MSH-4) names the
+    client, and the message goes through the same pipeline as the HTTP route."""
     from starlette.concurrency import run_in_threadpool
 
-    from gateway.mllp import MllpServer, run_in_thread
     from gateway.pipeline.hl7v2 import handle_message, parse_sources, principal_for_sender
     from mappings.v2.parse import sniff_header
 
@@ -37,6 +37,14 @@ def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type
             handle_message, engine, settings, principal, message, source_ip=peer.rsplit(":", 1)[0]
         )
 
+    return handler
+
+
+def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def]
+    """Starts the MLLP listener in a background thread, sharing the HTTP route's handler; returns its port."""
+    from gateway.mllp import MllpServer, run_in_thread
+
+    handler = mllp_handler(engine, settings)
     try:
         bound, _ = run_in_thread(MllpServer(handler, host, port))
     except OSError:
