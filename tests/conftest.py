@@ -32,6 +32,13 @@ def _admin(server: PostgresServer, statement: str) -> None:
     admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the demo, the suite's receivers (CRM and GP simulators) listen on loopback over http://, so
+    insecure endpoints are allowed; the SSRF tests build settings without it."""
+    monkeypatch.setenv("SPGW_ALLOW_INSECURE_ENDPOINTS", "true")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -42,14 +49,13 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
     """Settings for one test: a fresh SQLite file, or a fresh database on the throwaway server (dropped after)."""
     from gateway.settings import Settings
 
-    # Like the demo, the suite talks to receivers on loopback: http:// and loopback endpoints allowed.
     if backend != "postgres":
-        yield Settings(data_dir=tmp_path / "data", allow_insecure_endpoints=True)
+        yield Settings(data_dir=tmp_path / "data")
         return
     server = request.getfixturevalue("postgres_server")
     name = "t_" + uuid.uuid4().hex[:12]
     _admin(server, f'CREATE DATABASE "{name}"')
-    yield Settings(data_dir=tmp_path / "data", database_url=server.url(name), allow_insecure_endpoints=True)
+    yield Settings(data_dir=tmp_path / "data", database_url=server.url(name))
     _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -43,11 +43,28 @@ def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type
     return bound
 
 
+def public_base(settings: Settings, host: str, port: int) -> Settings:
+    """Returns settings whose public base URL (the token audience and issuer) is fixed before serving.
+
+    Never the request's Host header: a caller would choose the `aud` its assertion must name and the `iss`
+    of its token. Unset, it is the loopback address served; anywhere else the operator must set it."""
+    if settings.public_base_url:
+        return settings
+    if not is_loopback(host):
+        raise click.ClickException(
+            f"Refusing to serve on {host} without SPGW_PUBLIC_BASE_URL: set it to the https:// URL clients use "
+            "(the token audience and issuer), or bind to a loopback address."
+        )
+    shown = f"[{host}]" if ":" in host else host
+    return settings.model_copy(update={"public_base_url": f"http://{shown}:{port}"})
+
+
 def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: int | None = None) -> None:
     import uvicorn
 
     from gateway.app import create_app
 
+    settings = public_base(settings, host, port)
     if is_loopback(host):
         # Authlib refuses http:// token endpoints unless told otherwise; only on loopback.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -68,13 +85,30 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: i
         click.echo("Delivery worker running in the background.")
         bound = start_mllp(engine, settings, host, mllp_port if mllp_port is not None else DEFAULT_MLLP_PORT)
         click.echo(f"MLLP listener on {host} port {bound} (demo sender MSH-3 DEMOSENDER, MSH-4 DEMO)")
+        if settings.allow_insecure_endpoints:
+            click.echo(
+                "SPGW_ALLOW_INSECURE_ENDPOINTS=true (demo): webhook and FHIR endpoints may be http:// and loopback; "
+                "never set it in production."
+            )
         spgw = sys.argv[0] if Path(sys.argv[0]).name == "spgw" else "spgw"  # the command as it was run
         click.echo(f"Try:  TOKEN=$({spgw} token demo-gp --url {base} --data-dir {settings.data_dir})")
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
         click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
+    # Forwarded headers (X-Forwarded-For/-Proto) are believed only from SPGW_TRUSTED_PROXIES; otherwise the
+    # audited source address is the socket's peer, whatever a caller writes in a header.
+    trusted = settings.trusted_proxies.strip()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
 
 
 @click.command()
@@ -96,6 +130,8 @@ def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> 
     """Run the gateway with demo organisations, client keys, sample referrals, the worker and MLLP."""
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
+    # The demo's receivers live on loopback (a CRM or GP simulator on this machine); said on start-up.
+    os.environ.setdefault("SPGW_ALLOW_INSECURE_ENDPOINTS", "true")
     _serve(load_settings(data_dir), host, port, demo=True, mllp_port=mllp_port)
 
 
