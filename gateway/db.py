@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlmodel import Session
 
+from gateway.datadir import ensure_private_dir, narrow_sqlite_files, private_file
 from gateway.settings import Settings
 
 
@@ -31,8 +33,12 @@ def make_engine(settings: Settings) -> Engine:
     if not any(isinstance(f, _NoResultRows) for f in sql_log.filters):
         sql_log.addFilter(_NoResultRows())
     url = settings.db_url
+    ensure_private_dir(settings.data_dir)  # keys live there whatever the database
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = make_url(url).database
+        if database and database != ":memory:" and Path(database).parent.is_dir():
+            private_file(Path(database))  # 0600 before SQLite opens it: the -wal and -shm files copy its mode
+            narrow_sqlite_files(Path(database))
         engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     max_body_bytes: int = Field(default=MIB, gt=0, description="Larger request bodies are refused with 413")
     public_base_url: str | None = Field(
-        default=None, description="External base URL (token audience); default: taken from the request"
+        default=None,
+        description="External base URL (token audience and issuer); required unless serving on loopback",
     )
     access_token_ttl: int = Field(default=300, ge=30, le=3600, description="Access token lifetime in seconds")
     assertion_max_lifetime: int = Field(default=300, description="Longest accepted client assertion (exp - now)")
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated proxy addresses/networks whose X-Forwarded-For/-Proto are believed (none)",
+    )
     allow_insecure_endpoints: bool = Field(
         default=False,
         description="Allow http:// and loopback/private webhook and FHIR endpoints (demo and tests only)",

@@ -33,6 +33,13 @@ def _admin(server: PostgresServer, statement: str) -> None:
     admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the demo, the suite's receivers (CRM and GP simulators) listen on loopback over http://, so
+    insecure endpoints are allowed; the SSRF tests build settings without it."""
+    monkeypatch.setenv("SPGW_ALLOW_INSECURE_ENDPOINTS", "true")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -85,15 +92,14 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
     data_dir = tmp_path / "data"
     if backend != "postgres":
         copy_template(request.getfixturevalue("sqlite_template"), data_dir)
-        # Like the demo, the suite talks to receivers on loopback: http:// and loopback endpoints allowed.
-        yield Settings(data_dir=data_dir, allow_insecure_endpoints=True)
+        yield Settings(data_dir=data_dir)
         return
     server = request.getfixturevalue("postgres_server")
     template = request.getfixturevalue("postgres_template")
     copy_template(request.getfixturevalue("sqlite_template"), data_dir, database=False)
     name = "t_" + uuid.uuid4().hex[:12]
     _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield Settings(data_dir=data_dir, database_url=server.url(name), allow_insecure_endpoints=True)
+    yield Settings(data_dir=data_dir, database_url=server.url(name))
     _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

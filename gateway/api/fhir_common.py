@@ -13,6 +13,12 @@ from gateway.storage.repository import Stored
 from profiles.outcomes import FhirError, Issue, bad_request
 
 CONTROL_PARAMS = frozenset({"_count", "_offset", "_format"})
+# Search bounds: each is far above what a real client sends, and keeps one query's SQL (and the database's
+# bound-parameter limits) small. Past them the answer is a 400 that says which bound, never a 500.
+MAX_OFFSET = 10_000  # deeper than this, narrow the search (a date range) instead of paging
+MAX_SEARCH_PARAMS = 50  # parameters in one query string, repeats included
+MAX_ALTERNATIVES = 100  # comma-separated values of one parameter (FHIR R4 §3.1.1.3.2 "OR")
+MAX_VALUE_LENGTH = 1_000  # characters in one parameter's value
 
 
 def etag(version: int) -> str:
@@ -48,6 +54,7 @@ def search_params(request: Request, ctx: RequestContext) -> tuple[list[tuple[str
     """Returns (search parameters, _count, _offset) from the query string."""
     check_format(request)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in CONTROL_PARAMS]
+    check_search_bounds(params)
     try:
         count = int(request.query_params.get("_count", ctx.settings.page_size_default))
         offset = int(request.query_params.get("_offset", 0))
@@ -55,7 +62,34 @@ def search_params(request: Request, ctx: RequestContext) -> tuple[list[tuple[str
         raise bad_request("_count and _offset must be whole numbers", expression="_count") from None
     if count < 1 or offset < 0:
         raise bad_request("_count must be at least 1 and _offset at least 0", expression="_count")
+    if offset > MAX_OFFSET:
+        raise bad_request(
+            f"_offset may be at most {MAX_OFFSET}; narrow the search (e.g. authored=ge...) to reach older results",
+            expression="_offset",
+        )
     return params, min(count, ctx.settings.page_size_max), offset
+
+
+def check_search_bounds(params: list[tuple[str, str]]) -> None:
+    """Raises a 400 naming the bound a query string passes (parameters, alternatives, value length)."""
+    if len(params) > MAX_SEARCH_PARAMS:
+        raise bad_request(
+            f"At most {MAX_SEARCH_PARAMS} search parameters are accepted in one search", code="too-costly"
+        )
+    for name, value in params:
+        shown = name[:40]
+        if len(value) > MAX_VALUE_LENGTH:
+            raise bad_request(
+                f"The value of '{shown}' is longer than {MAX_VALUE_LENGTH} characters",
+                expression=shown,
+                code="too-costly",
+            )
+        if value.count(",") >= MAX_ALTERNATIVES:
+            raise bad_request(
+                f"'{shown}' lists more than {MAX_ALTERNATIVES} alternatives; search in several requests",
+                expression=shown,
+                code="too-costly",
+            )
 
 
 def searchset(

@@ -10,7 +10,19 @@ from gateway.cli.common import LOG_FORMAT, TraceOnlyFormatter
 __all__ = ["LOG_FORMAT", "TraceOnlyFormatter", "main"]
 
 
-@click.group()
+class _Gateway(click.Group):
+    """Turns a refusal to start (a data folder others can read) into a clear one-line error, not a trace."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from gateway.datadir import DataFolderNotPrivate
+
+        try:
+            return super().invoke(ctx)
+        except DataFolderNotPrivate as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Gateway)
 def main() -> None:
     """sp-gateway: the social prescribing interoperability gateway."""
 

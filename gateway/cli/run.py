@@ -64,6 +64,22 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def public_base(settings: Settings, host: str, port: int) -> Settings:
+    """Returns settings whose public base URL (the token audience and issuer) is fixed before serving.
+
+    Never the request's Host header: a caller would choose the `aud` its assertion must name and the `iss`
+    of its token. Unset, it is the loopback address served; anywhere else the operator must set it."""
+    if settings.public_base_url:
+        return settings
+    if not is_loopback(host):
+        raise click.ClickException(
+            f"Refusing to serve on {host} without SPGW_PUBLIC_BASE_URL: set it to the https:// URL clients use "
+            "(the token audience and issuer), or bind to a loopback address."
+        )
+    shown = f"[{host}]" if ":" in host else host
+    return settings.model_copy(update={"public_base_url": f"http://{shown}:{port}"})
+
+
 def require_free_ports(host: str, *ports: int | None) -> None:
     """Stops before anything starts (banner, seed, worker, MLLP) when a port is taken: one line, exit 1."""
     for port in ports:
@@ -130,6 +146,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    settings = public_base(settings, host, port)
     if is_loopback(host):
         # Authlib refuses http:// token endpoints unless told otherwise; only on loopback.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -144,6 +161,7 @@ def _serve(
         os.environ["SPGW_DATA_DIR"] = str(settings.data_dir)
         if settings.database_url:
             os.environ["SPGW_DATABASE_URL"] = settings.database_url
+        os.environ["SPGW_PUBLIC_BASE_URL"] = settings.public_base_url or ""  # fixed above, never the Host header
         prepare_multiprocess_dir(Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="spgw-metrics-")))
         engine = startable_engine(settings, keys=True)
         _start_metrics(metrics[0], metrics[1], engine)
@@ -157,6 +175,8 @@ def _serve(
             access_log=False,
             log_config=None,
             lifespan="on",
+            proxy_headers=bool(settings.trusted_proxies.strip()),
+            forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         )
         return
 
@@ -179,6 +199,11 @@ def _serve(
         click.echo("Delivery worker running in the background.")
         bound = start_mllp(engine, settings, host, mllp_port if mllp_port is not None else DEFAULT_MLLP_PORT)
         click.echo(f"MLLP listener on {host} port {bound} (demo sender MSH-3 DEMOSENDER, MSH-4 DEMO)")
+        if settings.allow_insecure_endpoints:
+            click.echo(
+                "SPGW_ALLOW_INSECURE_ENDPOINTS=true (demo): webhook and FHIR endpoints may be http:// and loopback; "
+                "never set it in production."
+            )
         spgw = sys.argv[0] if Path(sys.argv[0]).name == "spgw" else "spgw"  # the command as it was run
         from gateway.console.demo import seed_console_users
 
@@ -194,7 +219,19 @@ def _serve(
     else:
         click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
+    # Forwarded headers (X-Forwarded-For/-Proto) are believed only from SPGW_TRUSTED_PROXIES; otherwise the
+    # audited source address is the socket's peer, whatever a caller writes in a header.
+    trusted = settings.trusted_proxies.strip()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
 
 
 metrics_port_option = click.option(
@@ -240,6 +277,8 @@ def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> 
     require_free_ports(host, port, mllp_port)
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
+    # The demo's receivers live on loopback (a CRM or GP simulator on this machine); said on start-up.
+    os.environ.setdefault("SPGW_ALLOW_INSECURE_ENDPOINTS", "true")
     settings = load_settings(data_dir)
     prepare(settings)
     _serve(settings, host, port, demo=True, mllp_port=mllp_port)

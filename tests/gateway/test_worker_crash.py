@@ -66,6 +66,7 @@ def queue_referrals(settings: Settings, webhook_url: str) -> tuple[set[str], str
                 kind="vcse",
                 delivery_mode="webhook",
                 webhook_url=webhook_url,
+                allow_insecure_endpoints=True,  # the CRM simulator listens on loopback over http://
             )
             session.commit()
         assert secret is not None
