@@ -18,6 +18,7 @@ import pytest
 
 from gateway.auth.client_side import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.demo import key_path
+from gateway.logformat import JsonFormatter
 from tests.gateway.test_cli_demo import demo_token, running_demo
 from tests.profiles.gp_message import referral_bundle
 
@@ -60,10 +61,13 @@ def every_logger_at_debug(caplog: pytest.LogCaptureFixture, app) -> pytest.LogCa
     return caplog
 
 
-def captured(caplog: pytest.LogCaptureFixture) -> str:
+def captured(caplog: pytest.LogCaptureFixture, log_format: str = "text") -> str:
     lines = []
     for record in caplog.records:
         if record.name.split(".")[0] in CALLER_LOGGERS:
+            continue
+        if log_format == "json":  # SPGW_LOG_FORMAT=json: exactly what the JSON formatter writes
+            lines.append(JsonFormatter().format(record))
             continue
         lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
         if record.exc_info:
@@ -87,8 +91,9 @@ def get_token(client, settings, secrets: Secrets, client_id: str) -> dict[str, s
     return {"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4())}
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_full_flow_at_debug_logs_no_token_assertion_key_secret_or_nhs_number(
-    client, settings, every_logger_at_debug: pytest.LogCaptureFixture
+    client, settings, every_logger_at_debug: pytest.LogCaptureFixture, log_format: str
 ) -> None:
     secrets = Secrets()
     secrets.add("NHS number", PATIENT)
@@ -131,10 +136,17 @@ def test_a_full_flow_at_debug_logs_no_token_assertion_key_secret_or_nhs_number(
     replay["client_assertion"] = secrets.values["demo-gp client assertion"]
     assert client.post("/oauth2/token", data=replay).status_code == 401
 
-    text = captured(every_logger_at_debug)
+    text = captured(every_logger_at_debug, log_format)
 
     assert "GET /fhir/ServiceRequest 200" in text  # the access log ran, with the route template
     assert secrets.found_in(text) == []
+    if log_format == "json":
+        lines = [json.loads(line) for line in text.splitlines()]  # every line one JSON object
+        assert all(isinstance(line, dict) and {"time", "level", "message"} <= line.keys() for line in lines)
+        access = [line for line in lines if line.get("route") == "/fhir/ServiceRequest" and line["status"] == 200]
+        assert access, "no JSON access line for the search"
+        assert {"duration_ms", "request_id", "correlation_id", "method"} <= access[0].keys()
+        assert all(PATIENT not in json.dumps(line) for line in lines)
 
 
 def test_an_unexpected_error_logs_its_type_and_trace_but_not_its_message(
@@ -215,3 +227,18 @@ def test_the_cli_log_format_shows_an_exceptions_trace_but_not_its_message() -> N
     assert "builtins.KeyError (message withheld)" in line
     assert "test_the_cli_log_format_shows_an_exceptions_trace_but_not_its_message" in line  # the frames
     assert PATIENT not in line
+
+
+def test_the_json_log_format_shows_an_exceptions_trace_but_not_its_message() -> None:
+    from gateway.logformat import JsonFormatter
+
+    try:
+        raise RuntimeError(f"Exception in ASGI application for {PATIENT}")
+    except RuntimeError as exc:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "failed", (), (type(exc), exc, None))
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["level"] == "ERROR" and line["message"] == "failed"
+    assert "builtins.RuntimeError (message withheld)" in line["trace"]
+    assert PATIENT not in json.dumps(line)
