@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from gateway import errors
 from gateway.api import admin, audit_events, fhir, hl7v2, ig, metadata, oauth, process_message, vcse
+from gateway.api.negotiation import FhirNegotiationMiddleware
 from gateway.auth.keys import TokenKeys
 from gateway.db import make_engine
 from gateway.http import AccessLogMiddleware, BodyLimitMiddleware, TraceIdsMiddleware
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(FhirNegotiationMiddleware)  # _format / Accept / _pretty / HEAD on every /fhir route
     app.add_middleware(TraceIdsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     logging.getLogger("spgw").setLevel(logging.INFO)

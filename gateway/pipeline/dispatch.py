@@ -24,6 +24,7 @@ from gateway.context import RequestContext
 from gateway.models import Organisation, OutboxMessage, Packet, Referral, now_utc
 from gateway.storage.repository import Repository, Stored, execute
 from mappings.packet import build_packet, notice_packet
+from mappings.task_status import settled_business_status
 from profiles import systems
 
 ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
@@ -77,6 +78,8 @@ def update_task(
         task.pop("statusReason", None)
     if business_status:
         task["businessStatus"] = {"text": business_status}
+    elif status and status != current.resource.get("status"):
+        task["businessStatus"] = {"text": settled_business_status(status, reason)}
     task["lastModified"] = ctx.now().isoformat(timespec="seconds")
     return ctx.repo(as_gateway=True).update("Task", referral.task_id, task)
 
