@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from gateway import errors
 from gateway.api import admin, audit_events, fhir, health, hl7v2, ig, metadata, oauth, process_message, vcse
+from gateway.api.negotiation import FhirNegotiationMiddleware
 from gateway.auth.keys import require_keys
 from gateway.console.install import install_console
 from gateway.db import make_engine
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     install_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(FhirNegotiationMiddleware)  # _format / Accept / _pretty / HEAD on every /fhir route
     app.add_middleware(TraceIdsMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outside TraceIds: an oversized header is never read
     app.add_middleware(AccessLogMiddleware)

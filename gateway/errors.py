@@ -85,6 +85,20 @@ def audit_failure(request: Request, error: FhirError) -> None:
         log.error("could not write the AuditEvent for a refused request\n%s", trace_without_messages(exc))
 
 
+def allowed_methods(request: Request) -> str:
+    """The Allow header of a 405 (RFC 9110 §15.5.6): every method some route serves at this path, not
+    only those of the first route whose path matched; HEAD wherever GET is (FHIR routes answer it)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def on_fhir_error(request: Request, exc: FhirError):  # type: ignore[no-untyped-def]
@@ -108,7 +122,10 @@ def install(app: FastAPI) -> None:
             404: f"There is nothing at {request.url.path}",
             405: f"{request.method} is not supported on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return await on_fhir_error(request, FhirError(exc.status_code, [Issue(code, text)], dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return await on_fhir_error(request, FhirError(exc.status_code, [Issue(code, text)], headers))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]

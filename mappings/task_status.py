@@ -35,3 +35,10 @@ def task_transition(status: str, *, reason: str | None, packet_status: str, task
             409, [Issue("business-rule", f"A referral that is {task_status} cannot become {status}", "status")]
         )
     return target
+
+
+def settled_business_status(status: str, reason: str | None) -> str:
+    """Returns the businessStatus text for a Task whose status changed without a business status of its
+    own (a cancellation, a consent withdrawal): the old text ("accepted by ...", "awaiting consent") no
+    longer holds, and businessStatus must agree with status."""
+    return f"{status}: {reason}" if reason else status

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
+from starlette.responses import Response
 
 from gateway.context import RequestContext
 from gateway.http import FhirResponse
@@ -25,12 +28,74 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
+def http_date(instant: str) -> str:
+    """Returns a FHIR instant as an RFC 9110 HTTP-date (Last-Modified, If-Modified-Since)."""
+    return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(UTC), usegmt=True)
+
+
 def resource_response(stored: Stored, *, status: int = 200, ctx: RequestContext | None = None) -> FhirResponse:
-    headers = {"ETag": etag(stored.version_id), "Last-Modified": stored.resource["meta"]["lastUpdated"]}
+    headers = {"ETag": etag(stored.version_id), "Last-Modified": http_date(stored.resource["meta"]["lastUpdated"])}
     if status == 201 and ctx is not None:
         rtype, rid = stored.resource["resourceType"], stored.resource["id"]
         headers["Location"] = f"{ctx.base_url}/fhir/{rtype}/{rid}/_history/{stored.version_id}"
     return FhirResponse(stored.resource, status_code=status, headers=headers)
+
+
+PREFER_RETURN = ("minimal", "representation", "OperationOutcome")
+
+
+def prefer_return(request: Request) -> str:
+    """The `Prefer: return=` a create or update asked for (R4 §3.1.0.8.1); representation by default."""
+    for part in request.headers.get("prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "return" and value.strip().strip('"') in PREFER_RETURN:
+            return value.strip().strip('"')
+    return "representation"
+
+
+def written_response(request: Request, stored: Stored, *, status: int, ctx: RequestContext) -> Response:
+    """The answer to a create or update as `Prefer: return=` asks: the resource, nothing, or an
+    OperationOutcome; the Location, ETag and Last-Modified headers always."""
+    full = resource_response(stored, status=status, ctx=ctx)
+    if status != 201:
+        rtype, rid = stored.resource["resourceType"], stored.resource["id"]
+        full.headers["Content-Location"] = f"{ctx.base_url}/fhir/{rtype}/{rid}/_history/{stored.version_id}"
+    wanted = prefer_return(request)
+    if wanted == "representation":
+        return full
+    kept = ("etag", "last-modified", "location", "content-location")
+    headers = {k: v for k, v in full.headers.items() if k.lower() in kept}
+    if wanted == "minimal":
+        return Response(status_code=status, headers=headers)
+    what = "created" if status == 201 else "updated"
+    text = f"{stored.resource['resourceType']}/{stored.resource['id']} {what} (version {stored.version_id})"
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational", "diagnostics": text}],
+    }
+    return FhirResponse(outcome, status_code=status, headers=headers)
+
+
+def not_modified(request: Request, stored: Stored) -> Response | None:
+    """304 for a conditional read whose If-None-Match names the current version or whose
+    If-Modified-Since is not before the last update (R4 §3.1.0.1.1, RFC 9110 §13.1.2-3)."""
+    headers = {"ETag": etag(stored.version_id), "Last-Modified": http_date(stored.resource["meta"]["lastUpdated"])}
+    none_match = request.headers.get("if-none-match")
+    if none_match is not None:
+        tags = {t.strip().removeprefix("W/").strip('"') for t in none_match.split(",")}
+        return Response(status_code=304, headers=headers) if "*" in tags or str(stored.version_id) in tags else None
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            moment = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return None  # RFC 9110 §13.1.3: an invalid date is ignored
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        updated = datetime.fromisoformat(stored.resource["meta"]["lastUpdated"].replace("Z", "+00:00"))
+        if updated.replace(microsecond=0) <= moment:
+            return Response(status_code=304, headers=headers)
+    return None
 
 
 def if_match(request: Request) -> int | None:
@@ -110,16 +175,14 @@ def searchset(
         links.append(link("next", offset + count))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": [
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if items:  # FHIR JSON has no empty arrays: an empty searchset has no `entry`
+        bundle["entry"] = [
             {
                 "fullUrl": f"{ctx.base_url}/fhir/{s.resource['resourceType']}/{s.resource['id']}",
                 "resource": s.resource,
                 "search": {"mode": "match"},
             }
             for s in items
-        ],
-    }
+        ]
+    return bundle

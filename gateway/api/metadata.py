@@ -14,10 +14,12 @@ from fastapi.routing import APIRoute
 
 from audit import search as audit_search
 from audit.events import rest_event
+from gateway.api.fhir_search import INCLUDES
 from gateway.context import RequestContext
 from gateway.deps import public
 from gateway.http import FhirResponse
 from gateway.storage.searchparams import SEARCH_PARAMS
+from profiles.outcomes import not_found
 
 router = APIRouter(prefix="/fhir")
 
@@ -28,6 +30,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     VERSION = "0+unknown"
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+BARS_MESSAGE_DEFINITIONS = "https://fhir.nhs.uk/MessageDefinition/"
+CONDITIONAL_CREATE = frozenset({"ServiceRequest"})
+# Parameters every resource type answers (FHIR R4 §3.1.1.5).
+COMMON_SEARCH_PARAMS = (
+    {"name": "_id", "type": "token", "documentation": "Logical id (comma-separated for any of several)."},
+    {"name": "_lastUpdated", "type": "date", "documentation": "When last changed (ge, le, gt, lt, eq)."},
+)
 OPERATION_DEFINITIONS = {
     "process-message": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
 }
@@ -51,7 +60,8 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
             else:
                 type_operations[on_type].add(interaction)
         elif owner[:1].isupper():
-            interactions[owner].add(interaction)
+            # `POST [type]/_search` is the search-type interaction too (R4 §3.1.1.1)
+            interactions[owner].add(interaction.removesuffix("-post"))
     resources = []
     for rtype in sorted(set(interactions) | set(type_operations)):
         entry: dict[str, Any] = {
@@ -63,16 +73,21 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
         }
         if rtype in ("ServiceRequest",):
             entry["profile"] = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest"
+        if "create" in interactions[rtype] and rtype in CONDITIONAL_CREATE:
+            entry["conditionalCreate"] = True
+        if "read" in interactions[rtype]:
+            entry["conditionalRead"] = "full-support"
         params = search_params.get(rtype, {})
         if "search-type" in interactions[rtype] and params:
-            entry["searchParam"] = [
-                {
-                    "name": p.name,
-                    "type": "token" if p.type == "reference" and ":" in p.name else p.type,
-                    "documentation": p.documentation,
-                }
-                for p in params.values()
-            ]
+            # _id and _lastUpdated: on every type the FHIR repository holds (AuditEvent lives in the audit log)
+            common = COMMON_SEARCH_PARAMS if rtype in SEARCH_PARAMS else ()
+            entry["searchParam"] = [*_declared_params(params), *common]
+            includes = [f"{src}:{param}" for (src, param) in INCLUDES if src == rtype]
+            revincludes = [f"{src}:{param}" for (src, param), target in INCLUDES.items() if target == rtype]
+            if includes:
+                entry["searchInclude"] = includes
+            if revincludes:
+                entry["searchRevInclude"] = revincludes
         if type_operations[rtype]:
             entry["operation"] = [
                 {"name": name, "definition": f"{base_url}/fhir/OperationDefinition/{rtype}-{name}"}
@@ -117,11 +132,62 @@ def capability_statement(routes: list[Any], base_url: str, search_params: dict[s
                     ],
                 },
                 "resource": resources,
-                "operation": [
-                    {"name": name, "definition": OPERATION_DEFINITIONS.get(name, f"{base_url}/fhir/{name}")}
-                    for name in sorted(operations)
-                ],
+                **(
+                    {
+                        "operation": [
+                            {"name": name, "definition": OPERATION_DEFINITIONS.get(name, f"{base_url}/fhir/{name}")}
+                            for name in sorted(operations)
+                        ]
+                    }
+                    if operations
+                    else {}
+                ),
             }
+        ],
+        **({"messaging": [_messaging(base_url)]} if "process-message" in operations else {}),
+    }
+
+
+def _declared_params(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """One searchParam per name without its modifier (R4: `name` is the parameter's code); a modifier
+    the server supports (`patient:identifier`) is said in the documentation of the base parameter."""
+    by_base: dict[str, dict[str, Any]] = {}
+    for p in params.values():
+        base, _, modifier = p.name.partition(":")
+        entry = by_base.setdefault(base, {"name": base, "type": p.type, "documentation": ""})
+        if modifier:
+            entry["type"] = "reference"  # `:identifier` is a modifier of a reference parameter
+            note = f"Modifier :{modifier} supported ({p.documentation})."
+        else:
+            note = p.documentation + "."
+        entry["documentation"] = f"{entry['documentation']} {note}".strip()
+    for entry in by_base.values():
+        if entry["name"] not in params:
+            entry["documentation"] += " Only with the modifier."
+    return list(by_base.values())
+
+
+def _messaging(base_url: str) -> dict[str, Any]:
+    """CapabilityStatement.messaging: the BaRS referral and cancellation messages this server receives at
+    `$process-message`, synchronously, over HTTP."""
+    return {
+        "endpoint": [
+            {
+                "protocol": {"system": "http://terminology.hl7.org/CodeSystem/message-transport", "code": "http"},
+                "address": f"{base_url}/fhir/$process-message",
+            }
+        ],
+        "documentation": "BaRS servicerequest-request messages (reason new or update for a cancellation), "
+        "answered with a servicerequest-response message or an OperationOutcome.",
+        "supportedMessage": [
+            {
+                "mode": "receiver",
+                "definition": BARS_MESSAGE_DEFINITIONS + "bars-message-servicerequest-request-referral",
+            },
+            {
+                "mode": "receiver",
+                "definition": BARS_MESSAGE_DEFINITIONS + "bars-message-servicerequest-request-cancelled",
+            },
         ],
     }
 
@@ -148,3 +214,44 @@ def metadata(request: Request, ctx: RequestContext = Depends(public("CapabilityS
             )
         )
     return FhirResponse(body)
+
+
+def operation_definitions(base_url: str) -> dict[str, dict[str, Any]]:
+    """The OperationDefinitions of this server's own operations, by id (what the CapabilityStatement names)."""
+    everything = {
+        "resourceType": "OperationDefinition",
+        "id": "ServiceRequest-everything",
+        "url": f"{base_url}/fhir/OperationDefinition/ServiceRequest-everything",
+        "name": "ServiceRequestEverything",
+        "title": "Everything about one referral",
+        "status": "active",
+        "kind": "operation",
+        "description": "Returns the ServiceRequest, its Patient, its Task, the outcome Observations based on it "
+        "and the patient's Consents, as one searchset Bundle, within the caller's tenant.",
+        "code": "everything",
+        "resource": ["ServiceRequest"],
+        "system": False,
+        "type": False,
+        "instance": True,
+        "parameter": [
+            {
+                "name": "return",
+                "use": "out",
+                "min": 1,
+                "max": "1",
+                "documentation": "A searchset Bundle",
+                "type": "Bundle",
+            }
+        ],
+    }
+    return {everything["id"]: everything}
+
+
+@router.get("/OperationDefinition/{definition_id}", name="OperationDefinition.read")
+def operation_definition(
+    definition_id: str, ctx: RequestContext = Depends(public("OperationDefinition", "read"))
+) -> FhirResponse:
+    found = operation_definitions(ctx.base_url).get(definition_id)
+    if found is None:
+        raise not_found(f"OperationDefinition/{definition_id} is not known")
+    return FhirResponse(found)

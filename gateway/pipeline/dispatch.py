@@ -26,6 +26,7 @@ from gateway.storage import consents, outbox, packets, referrals
 from gateway.storage.repository import Stored, execute
 from gateway.storage.scope import ForTenant
 from mappings.packet import build_packet, notice_packet
+from mappings.task_status import settled_business_status
 
 ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
 # Every state in which the host holds the packet's content (it was offered, whatever it did since):
@@ -81,6 +82,8 @@ def update_task(
         task.pop("statusReason", None)
     if business_status:
         task["businessStatus"] = {"text": business_status}
+    elif status and status != current.resource.get("status"):
+        task["businessStatus"] = {"text": settled_business_status(status, reason)}
     task["lastModified"] = ctx.now().isoformat(timespec="seconds")
     return ctx.repo(as_gateway=True).update("Task", referral.task_id, task)
 

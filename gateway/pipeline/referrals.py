@@ -36,6 +36,7 @@ from mappings.referral_records import (
     task_record,
 )
 from mappings.response_message import response_message
+from profiles import systems
 from profiles.outcomes import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from profiles.referral import ReferralMessage, check_client_update, check_service_request, read_message
 
@@ -198,6 +199,17 @@ def _check_sender(ctx: RequestContext, message: ReferralMessage) -> None:
         )
 
 
+def _check_requester(ctx: RequestContext, sr: dict[str, Any]) -> None:
+    """A plain create may not name another practice as requester (403, as the message route refuses
+    another sender): the requester's ODS code, when it gives one, is the caller's organisation."""
+    assert ctx.principal is not None
+    ident = (sr.get("requester") or {}).get("identifier") or {}
+    if ident.get("system") == systems.ODS_CODE and ident.get("value") and ident["value"] != ctx.principal.organisation:
+        raise forbidden(
+            f"ServiceRequest.requester names {ident['value']}, but this client acts for {ctx.principal.organisation}"
+        )
+
+
 def accept_message(ctx: RequestContext, bundle: dict[str, Any], *, enforce_sender: bool = True) -> dict[str, Any]:
     """Returns the BaRS response message (mappings/response_message.py) for a referral or cancellation
     message: `response.code` ok, focus on the stored or changed ServiceRequest and Task. A refusal is a
@@ -242,6 +254,7 @@ def accept_service_request(ctx: RequestContext, sr: dict[str, Any]) -> Stored:
     issues = check_service_request(sr)
     if _errors(issues):
         raise unprocessable(issues)
+    _check_requester(ctx, sr)
     nhs = str(((sr.get("subject") or {}).get("identifier") or {}).get("value", ""))
     stored, _, _, _ = store_referral(ctx, sr, nhs=nhs, patient_source=None, consents=[], extras={}, bundle_index={})
     return stored
@@ -268,6 +281,12 @@ def update_service_request(
 ) -> Stored:
     """Returns the cancelled referral after a referrer's PUT (only cancellation is allowed: the profile says)."""
     current = ctx.repo().read("ServiceRequest", resource_id)
+    if if_match is not None and if_match != current.version_id:
+        # A stale If-Match is a failed precondition (412), whatever the referral's state (R4 §3.1.0.5.1).
+        raise FhirError(
+            412,
+            [Issue("conflict", f"If-Match names version {if_match} but the current version is {current.version_id}")],
+        )
     issues = check_client_update(current.resource, proposed)
     if issues:
         raise unprocessable(issues)

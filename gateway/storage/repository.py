@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     event,
     false,
+    func,
     insert,
     or_,
     select,
@@ -261,19 +262,79 @@ class Repository:
                 return found
 
     def search(
-        self, resource_type: str, params: list[tuple[str, str]], *, count: int, offset: int
+        self,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        *,
+        count: int,
+        offset: int,
+        sort: list[tuple[str, bool]] | None = None,
     ) -> tuple[list[Stored], bool]:
-        """Returns one page of matches (newest first) and whether there are more."""
+        """Returns one page of matches (newest first, or by `sort`: (key, descending) pairs whose keys
+        are `SORT_KEYS`) and whether there are more."""
         flush_pending(self.session)
+        query = (
+            select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
+            .where(*self._conditions(resource_type, params))
+            .order_by(*_order(sort))
+            .offset(offset)
+            .limit(count + 1)
+        )
+        rows = list(execute(self.session, query))
+        items = [Stored(self._shown(resource_type, c), v, t, pk) for c, v, t, pk in rows[:count]]
+        return items, len(rows) > count
+
+    def count(self, resource_type: str, params: list[tuple[str, str]]) -> int:
+        """Returns how many visible resources match (the searchset's `total`); tenancy in the same SQL."""
+        flush_pending(self.session)
+        query = select(func.count()).select_from(FhirResource).where(*self._conditions(resource_type, params))
+        return int(execute(self.session, query).scalar_one())
+
+    def read_many(self, resource_type: str, ids: list[str]) -> list[Stored]:
+        """Returns the visible resources of this type among `ids` (for `_include`); others are left out."""
+        if not ids:
+            return []
+        flush_pending(self.session)
+        query = (
+            select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
+            .where(
+                FhirResource.resource_type == resource_type,
+                FhirResource.id.in_(ids[:_MAX_INCLUDED]),  # type: ignore[attr-defined]
+                self._visible(resource_type),
+            )
+            .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
+        )
+        return [Stored(self._shown(resource_type, c), v, t, pk) for c, v, t, pk in execute(self.session, query)]
+
+    def history(self, resource_type: str, resource_id: str) -> list[tuple[int, datetime, dict[str, Any]]]:
+        """Returns every version of a visible resource, newest first: (version, lastUpdated, resource)."""
+        row = self._row(resource_type, resource_id)
+        found = execute(
+            self.session,
+            select(ResourceVersion.version_id, ResourceVersion.last_updated, ResourceVersion.content)
+            .where(ResourceVersion.resource_pk == row.pk)
+            .order_by(ResourceVersion.version_id.desc())  # type: ignore[attr-defined]
+            .limit(_MAX_HISTORY),
+        )
+        return [(v, when, self._shown(resource_type, c)) for v, when, c in found]
+
+    def _conditions(self, resource_type: str, params: list[tuple[str, str]]) -> list[ColumnElement[bool]]:
+        """The WHERE of a search: its type, the caller's tenancy, then one condition per parameter."""
         known = SEARCH_PARAMS.get(resource_type, {})
         conditions: list[ColumnElement[bool]] = [
             FhirResource.resource_type == resource_type,
             self._visible(resource_type),
         ]
         for name, raw in params:
+            if name == "_id":
+                conditions.append(FhirResource.id.in_(raw.split(",")))  # type: ignore[attr-defined]
+                continue
+            if name == "_lastUpdated":
+                conditions.append(_date_condition(name, raw, FhirResource.last_updated))
+                continue
             param = known.get(name)
             if param is None:
-                supported = ", ".join(sorted(known)) or "none"
+                supported = ", ".join(sorted([*known, *COMMON_PARAMS])) or "none"
                 raise bad_request(
                     f"Unknown search parameter '{name}' for {resource_type}; supported: {supported}",
                     expression=name,
@@ -287,16 +348,25 @@ class Repository:
                 conditions.append(_date_condition(name, raw))
             else:
                 conditions.append(_token_condition(name, raw))
-        query = (
-            select(FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
-            .where(*conditions)
-            .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
-            .offset(offset)
-            .limit(count + 1)
-        )
-        rows = list(execute(self.session, query))
-        items = [Stored(self._shown(resource_type, c), v, t, pk) for c, v, t, pk in rows[:count]]
-        return items, len(rows) > count
+        return conditions
+
+
+# Parameters every resource type answers (FHIR R4 §3.1.1.5: _id and _lastUpdated apply to all resources).
+COMMON_PARAMS = ("_id", "_lastUpdated")
+# `_sort` keys: a date search parameter sorts by the `date` column, `_lastUpdated` by last_updated.
+SORT_KEYS = {"_lastUpdated": FhirResource.last_updated}
+_MAX_INCLUDED = 1000
+_MAX_HISTORY = 1000
+
+
+def _order(sort: list[tuple[str, bool]] | None) -> list[Any]:
+    """ORDER BY for `_sort` (newest first when none), with pk as the tie-break so that pages are stable."""
+    order: list[Any] = []
+    for key, descending in sort or []:
+        column = SORT_KEYS.get(key, FhirResource.date)
+        order.append(column.desc() if descending else column.asc())  # type: ignore[union-attr,attr-defined]
+    order.append(FhirResource.pk.desc())  # type: ignore[union-attr]
+    return order
 
 
 def _pending(session: Session) -> dict[str, list[dict[str, Any]]]:
@@ -341,7 +411,7 @@ def _token_condition(name: str, raw: str) -> ColumnElement[bool]:
     return FhirResource.pk.in_(sub)  # type: ignore[union-attr]
 
 
-def _date_condition(name: str, raw: str) -> ColumnElement[bool]:
+def _date_condition(name: str, raw: str, column: Any = None) -> ColumnElement[bool]:
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
     try:
         start, end = _date_range(text)
@@ -350,7 +420,7 @@ def _date_condition(name: str, raw: str) -> ColumnElement[bool]:
             f"'{raw}' is not a FHIR date for '{name}' (use e.g. ge2026-01-01 or le2026-11-20T10:00:00Z)",
             expression=name,
         ) from None
-    column = FhirResource.date
+    column = FhirResource.date if column is None else column
     return {
         "eq": and_(column >= start, column < end),
         "ge": column >= start,
