@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    sandbox: bool = Field(
+        default=False, description="Serve POST /vcse/v1/sandbox/referrals (synthetic referrals for CRM vendors)"
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -9,16 +9,18 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.events import system_event
+from gateway.api import answers
+from gateway.api.openapi_doc import ERRORS
 from gateway.auth import clients as client_service
 from gateway.auth.principal import Role
 from gateway.context import RequestContext
 from gateway.delivery import worker
-from gateway.deps import requires
+from gateway.deps import known_query_params, requires
 from gateway.http import JsonResponse
 from gateway.organisations import list_organisations, public_view, rotate_webhook_secret, upsert_organisation
 from profiles.outcomes import FhirError, Issue, not_found
 
-router = APIRouter(prefix="/admin/v1", tags=["Administration"])
+router = APIRouter(prefix="/admin/v1", tags=["Administration"], dependencies=[Depends(known_query_params)])
 
 
 class OrganisationIn(BaseModel):
@@ -55,7 +57,9 @@ def _invalid(exc: ValueError, where: str) -> FhirError:
     return FhirError(422, [Issue("invalid", str(exc), where)])
 
 
-@router.get("/organisations", name="admin.list-organisations")
+@router.get(
+    "/organisations", name="admin.list-organisations", responses={200: {"model": answers.OrganisationList}, **ERRORS}
+)
 def organisations(ctx: RequestContext = Depends(requires("Organization", "s", "admin-list-organisations"))):
     with ctx.transaction() as session:
         rows = [public_view(o) for o in list_organisations(session)]
@@ -63,7 +67,11 @@ def organisations(ctx: RequestContext = Depends(requires("Organization", "s", "a
     return JsonResponse({"organisations": rows})
 
 
-@router.put("/organisations/{org_id}", name="admin.put-organisation")
+@router.put(
+    "/organisations/{org_id}",
+    name="admin.put-organisation",
+    responses={200: {"model": answers.OrganisationView}, **ERRORS},
+)
 def put_organisation(
     org_id: str,
     body: OrganisationIn,
@@ -86,7 +94,11 @@ def put_organisation(
     return JsonResponse(view)
 
 
-@router.post("/organisations/{org_id}/rotate-secret", name="admin.rotate-webhook-secret")
+@router.post(
+    "/organisations/{org_id}/rotate-secret",
+    name="admin.rotate-webhook-secret",
+    responses={200: {"model": answers.SecretAnswer}, **ERRORS},
+)
 def rotate_secret(
     org_id: str, ctx: RequestContext = Depends(requires("Organization", "u", "admin-rotate-webhook-secret"))
 ) -> JsonResponse:
@@ -102,7 +114,7 @@ def rotate_secret(
     return JsonResponse({"id": org_id, "webhook_secret": secret})
 
 
-@router.get("/clients", name="admin.list-clients")
+@router.get("/clients", name="admin.list-clients", responses={200: {"model": answers.ClientList}, **ERRORS})
 def list_clients(ctx: RequestContext = Depends(requires("Client", "s", "admin-list-clients"))) -> JsonResponse:
     with ctx.transaction() as session:
         rows = client_service.list_clients(session)
@@ -110,7 +122,9 @@ def list_clients(ctx: RequestContext = Depends(requires("Client", "s", "admin-li
     return JsonResponse({"clients": rows})
 
 
-@router.post("/clients", name="admin.add-client", status_code=201)
+@router.post(
+    "/clients", name="admin.add-client", status_code=201, responses={201: {"model": answers.ClientView}, **ERRORS}
+)
 def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", "c", "admin-add-client"))):
     with ctx.transaction() as session:
         try:
@@ -137,7 +151,11 @@ def add_client(body: ClientIn, ctx: RequestContext = Depends(requires("Client", 
     )
 
 
-@router.post("/clients/{client_id}/disable", name="admin.disable-client")
+@router.post(
+    "/clients/{client_id}/disable",
+    name="admin.disable-client",
+    responses={200: {"model": answers.DisabledClient}, **ERRORS},
+)
 def disable_client(client_id: str, ctx: RequestContext = Depends(requires("Client", "u", "admin-disable-client"))):
     with ctx.transaction() as session:
         try:
@@ -148,7 +166,7 @@ def disable_client(client_id: str, ctx: RequestContext = Depends(requires("Clien
     return JsonResponse({"client_id": client_id, "active": False})
 
 
-@router.get("/outbox", name="admin.list-outbox")
+@router.get("/outbox", name="admin.list-outbox", responses={200: {"model": answers.DeliveryList}, **ERRORS})
 def list_outbox(
     status: Literal["pending", "delivered", "dead", "withdrawn"] | None = None,
     ctx: RequestContext = Depends(requires("Organization", "r", "admin-list-outbox")),
@@ -160,7 +178,7 @@ def list_outbox(
     return JsonResponse({"deliveries": rows})
 
 
-@router.post("/outbox/retry", name="admin.retry-outbox")
+@router.post("/outbox/retry", name="admin.retry-outbox", responses={200: {"model": answers.Requeued}, **ERRORS})
 def retry_outbox(body: RetryIn, ctx: RequestContext = Depends(requires("Organization", "u", "admin-retry-outbox"))):
     count = worker.retry(ctx.engine, body.ids)
     with ctx.transaction():

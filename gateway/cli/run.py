@@ -122,6 +122,7 @@ def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> 
     require_free_ports(host, port, mllp_port)
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
+    os.environ.setdefault("SPGW_SANDBOX", "true")  # CRM vendors build against synthetic referrals
     _serve(load_settings(data_dir), host, port, demo=True, mllp_port=mllp_port)
 
 

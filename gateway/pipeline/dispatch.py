@@ -22,6 +22,7 @@ from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
 from gateway.models import Organisation, OutboxMessage, Packet, Referral, now_utc
+from gateway.storage.feed import touch
 from gateway.storage.repository import Repository, Stored, execute
 from mappings.packet import build_packet, notice_packet
 from profiles import systems
@@ -172,8 +173,10 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
             "fields": built.fields,
             "consent_id": decision.consent_id,
             "created": now_utc(),
+            "seq": 0,
         },
     )
+    touch(ctx.session, packet_id, recipient)
     _enqueue(ctx, org, "referral", built.body, packet_id)
     return TaskState("requested", business_status=f"offered to {recipient}")
 
@@ -199,6 +202,7 @@ def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_sta
         created_at=ctx.now(),
     )
     packet.status = new_status
+    touch(ctx.session, packet.packet_id, packet.recipient)
     ctx.session.add(packet)
     ctx.session.add(
         Packet(
@@ -209,6 +213,7 @@ def _notify(ctx: RequestContext, packet: Packet, kind: str, reason: str, new_sta
             body=body,
         )
     )
+    touch(ctx.session, notice_id, packet.recipient)
     org = ctx.session.get(Organisation, packet.recipient)
     if org is not None:
         _enqueue(ctx, org, kind, body, notice_id)
