@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from gateway import errors
 from gateway.api import admin, audit_events, fhir, health, hl7v2, ig, metadata, oauth, process_message, vcse
 from gateway.api.negotiation import FhirNegotiationMiddleware
+from gateway.api.openapi_doc import install_docs
 from gateway.auth.keys import require_keys
 from gateway.console.install import install_console
 from gateway.db import make_engine
@@ -31,8 +32,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="sp-gateway",
         summary="FHIR R4 gateway for social prescribing referrals, consent, delivery, outcomes and audit",
         version="0.1.0",
-        docs_url="/docs",
+        docs_url=None,  # served offline by gateway/api/openapi_doc.py
+        redoc_url=None,  # ReDoc would load from a CDN: not offered
         openapi_url="/openapi.json",
+        # operationIds from route names ("vcse.set-status" -> vcse_set_status): what generated clients call.
+        generate_unique_id_function=lambda route: route.name.replace(".", "_").replace("-", "_").replace("$", ""),
     )
     app.state.spgw = AppState(settings=settings, engine=engine, token_keys=token_keys)
     errors.install(app)
@@ -44,6 +48,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router, health.router):
         app.include_router(router)
     install_console(app)
+    if settings.sandbox:
+        app.include_router(vcse.sandbox_router)
+    install_docs(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(FhirNegotiationMiddleware)  # _format / Accept / _pretty / HEAD on every /fhir route
     app.add_middleware(TraceIdsMiddleware)

@@ -8,8 +8,10 @@ so that the error handler can audit a refused or failed call.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from sqlalchemy import select
 
 from gateway.auth.principal import Principal, Role
@@ -17,7 +19,7 @@ from gateway.auth.tokens import verify_access_token
 from gateway.context import RequestContext, decode_routing_headers
 from gateway.models import Client
 from gateway.state import AppState
-from profiles.outcomes import bad_request, forbidden, unauthorized
+from profiles.outcomes import FhirError, Issue, bad_request, forbidden, unauthorized
 
 MAX_END_USER = 200  # an end-user id (a practitioner's SDS id or an email) is far shorter
 
@@ -102,6 +104,7 @@ def requires(
             )
         return make_context(request, state, principal)
 
+    dependency.spgw_scope = f"system/{resource}.{permission}"  # type: ignore[attr-defined]  (for the OpenAPI)
     return dependency
 
 
@@ -113,3 +116,43 @@ def public(resource: str, interaction: str) -> Callable[..., RequestContext]:
         return make_context(request, app_state(request), None)
 
     return dependency
+
+
+def walk(dependant: Dependant) -> list[Dependant]:
+    """Returns a route's dependant and all its sub-dependencies, depth first."""
+    found = [dependant]
+    for sub in dependant.dependencies:
+        found.extend(walk(sub))
+    return found
+
+
+def declared_query_params(route: Any) -> frozenset[str]:
+    """Returns the query parameter names a route (and its dependencies) declares, kept on the route."""
+    known: frozenset[str] | None = getattr(route, "spgw_query_params", None)
+    if known is None:
+        known = frozenset(p.alias for d in walk(route.dependant) for p in d.query_params)
+        route.spgw_query_params = known
+    return known
+
+
+def known_query_params(request: Request) -> None:
+    """Router dependency: 400 naming the supported parameters when a query parameter is unknown, as the FHIR
+    routes do (a misspelt `?sinse=` silently ignored would return everything)."""
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    allowed = declared_query_params(route)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        supported = ", ".join(sorted(allowed)) or "none"
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    "not-supported",
+                    f"Unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                    f"this route supports: {supported}",
+                    unknown[0],
+                )
+            ],
+        )

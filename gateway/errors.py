@@ -21,6 +21,7 @@ from starlette.responses import Response
 from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
 from gateway.deps import app_state, make_context
 from gateway.http import CORRELATION_ID, REQUEST_ID, outcome_response
+from gateway.validation import refusal
 from profiles.outcomes import FhirError, Issue
 
 log = logging.getLogger("spgw.errors")
@@ -109,11 +110,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
-        issues = []
-        for err in exc.errors()[:20]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
-            issues.append(Issue("invalid", f"{where or 'request'}: {err.get('msg', 'invalid')}", where or None))
-        return await on_fhir_error(request, FhirError(400, issues))
+        # In words, never pydantic's own text (gateway/validation.py).
+        return await on_fhir_error(request, refusal(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]

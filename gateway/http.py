@@ -199,6 +199,22 @@ async def _json_body(request: Request, accepted: tuple[str, ...]) -> dict[str, A
     return parse_json(raw)
 
 
+def json_content(request: Request) -> None:
+    """Dependency of a JSON body route: 415 in words for another media type (a form post, say), before the
+    body is validated, so the caller reads what to send instead of a validator's complaint."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("application/json", "application/fhir+json"):
+        raise FhirError(
+            415,
+            [
+                Issue(
+                    "not-supported",
+                    f"Content-Type '{media or 'none'}' is not supported: send JSON with Content-Type: application/json",
+                )
+            ],
+        )
+
+
 async def fhir_body(request: Request) -> dict[str, Any]:
     """Dependency: the body of a FHIR request (application/fhir+json or application/json)."""
     return await _json_body(request, JSON_TYPES)

@@ -156,6 +156,7 @@ class Referral(SQLModel, table=True):
 class Packet(SQLModel, table=True):
     """A message addressed to a VCSE host: a referral packet, or a recall or cease notice."""
 
+    __table_args__ = (Index("ix_packet_feed", "recipient", "seq"),)
     packet_id: str = Field(primary_key=True, max_length=40)
     referral_id: str = Field(foreign_key="referral.referral_id", index=True, max_length=40)
     recipient: str = Field(max_length=64, index=True)
@@ -165,6 +166,20 @@ class Packet(SQLModel, table=True):
     fields: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
     consent_id: str | None = Field(default=None, max_length=64)
     created: datetime = Field(default_factory=now_utc)
+    # The host's change feed: the recipient's feed number of this packet's latest change (gateway/storage/feed.py).
+    seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # SHA-256 of the content last disclosed to the host: a read of the same version is re-access, not disclosure.
+    disclosed_sha256: str | None = Field(default=None, max_length=64)
+    acknowledged_at: datetime | None = None
+
+
+class FeedCounter(SQLModel, table=True):
+    """Each recipient's last change-feed number; taking one locks the row until commit, so numbers become
+    visible in the order they were taken and a cursor never skips a change committed late."""
+
+    __tablename__ = "feed_counter"
+    recipient: str = Field(primary_key=True, max_length=64)
+    value: int = 0
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed console sign-ins per username (or 4x per address) before a pause"
     )
     console_failure_window_minutes: int = Field(default=15, ge=1, description="The window those failures count in")
+    sandbox: bool = Field(
+        default=False, description="Serve POST /vcse/v1/sandbox/referrals (synthetic referrals for CRM vendors)"
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.events import system_event
+from gateway.api import answers
+from gateway.api.openapi_doc import ERRORS
 from gateway.auth import clients as client_service
 from gateway.auth.principal import Role
 from gateway.context import RequestContext
 from gateway.delivery import worker
-from gateway.deps import requires
+from gateway.deps import known_query_params, requires
 from gateway.http import JsonResponse
 from gateway.models import Organisation
 from gateway.organisations import (
@@ -28,7 +30,7 @@ from gateway.organisations import (
 )
 from profiles.outcomes import FhirError, Issue, not_found
 
-router = APIRouter(prefix="/admin/v1", tags=["Administration"])
+router = APIRouter(prefix="/admin/v1", tags=["Administration"], dependencies=[Depends(known_query_params)])
 
 
 class OrganisationIn(BaseModel):
@@ -66,7 +68,9 @@ def _invalid(exc: ValueError, where: str) -> FhirError:
     return FhirError(422, [Issue("invalid", str(exc), where)])
 
 
-@router.get("/organisations", name="admin.list-organisations")
+@router.get(
+    "/organisations", name="admin.list-organisations", responses={200: {"model": answers.OrganisationList}, **ERRORS}
+)
 def organisations(
     ctx: RequestContext = Depends(requires("Organization", "s", "admin-list-organisations", role=Role.ADMIN)),
 ):
@@ -76,7 +80,11 @@ def organisations(
     return JsonResponse({"organisations": rows})
 
 
-@router.put("/organisations/{org_id}", name="admin.put-organisation")
+@router.put(
+    "/organisations/{org_id}",
+    name="admin.put-organisation",
+    responses={200: {"model": answers.OrganisationView}, **ERRORS},
+)
 def put_organisation(
     org_id: str,
     body: OrganisationIn,
@@ -120,7 +128,11 @@ def put_organisation(
     return JsonResponse(view)
 
 
-@router.post("/organisations/{org_id}/rotate-secret", name="admin.rotate-webhook-secret")
+@router.post(
+    "/organisations/{org_id}/rotate-secret",
+    name="admin.rotate-webhook-secret",
+    responses={200: {"model": answers.SecretAnswer}, **ERRORS},
+)
 def rotate_secret(
     org_id: str,
     ctx: RequestContext = Depends(requires("Organization", "u", "admin-rotate-webhook-secret", role=Role.ADMIN)),
@@ -137,7 +149,7 @@ def rotate_secret(
     return JsonResponse({"id": org_id, "webhook_secret": secret})
 
 
-@router.get("/clients", name="admin.list-clients")
+@router.get("/clients", name="admin.list-clients", responses={200: {"model": answers.ClientList}, **ERRORS})
 def list_clients(
     ctx: RequestContext = Depends(requires("Client", "s", "admin-list-clients", role=Role.ADMIN)),
 ) -> JsonResponse:
@@ -147,7 +159,9 @@ def list_clients(
     return JsonResponse({"clients": rows})
 
 
-@router.post("/clients", name="admin.add-client", status_code=201)
+@router.post(
+    "/clients", name="admin.add-client", status_code=201, responses={201: {"model": answers.ClientView}, **ERRORS}
+)
 def add_client(
     body: ClientIn, ctx: RequestContext = Depends(requires("Client", "c", "admin-add-client", role=Role.ADMIN))
 ):
@@ -190,7 +204,11 @@ def add_client(
     )
 
 
-@router.post("/clients/{client_id}/disable", name="admin.disable-client")
+@router.post(
+    "/clients/{client_id}/disable",
+    name="admin.disable-client",
+    responses={200: {"model": answers.DisabledClient}, **ERRORS},
+)
 def disable_client(
     client_id: str, ctx: RequestContext = Depends(requires("Client", "u", "admin-disable-client", role=Role.ADMIN))
 ):
@@ -203,7 +221,7 @@ def disable_client(
     return JsonResponse({"client_id": client_id, "active": False})
 
 
-@router.get("/outbox", name="admin.list-outbox")
+@router.get("/outbox", name="admin.list-outbox", responses={200: {"model": answers.DeliveryList}, **ERRORS})
 def list_outbox(
     status: Literal["pending", "delivered", "dead", "withdrawn"] | None = None,
     ctx: RequestContext = Depends(requires("Organization", "r", "admin-list-outbox", role=Role.ADMIN)),
@@ -215,7 +233,7 @@ def list_outbox(
     return JsonResponse({"deliveries": rows})
 
 
-@router.post("/outbox/retry", name="admin.retry-outbox")
+@router.post("/outbox/retry", name="admin.retry-outbox", responses={200: {"model": answers.Requeued}, **ERRORS})
 def retry_outbox(
     body: RetryIn, ctx: RequestContext = Depends(requires("Organization", "u", "admin-retry-outbox", role=Role.ADMIN))
 ):

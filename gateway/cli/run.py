@@ -277,6 +277,7 @@ def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> 
     require_free_ports(host, port, mllp_port)
     configure_logging()
     os.environ.setdefault("SPGW_MLLP_ALLOWED_SOURCES", DEMO_MLLP_SOURCES)
+    os.environ.setdefault("SPGW_SANDBOX", "true")  # CRM vendors build against synthetic referrals
     # The demo's receivers live on loopback (a CRM or GP simulator on this machine); said on start-up.
     os.environ.setdefault("SPGW_ALLOW_INSECURE_ENDPOINTS", "true")
     settings = load_settings(data_dir)

@@ -23,6 +23,7 @@ from consent.policy import Decision, decide
 from gateway.context import RequestContext
 from gateway.models import Organisation, Packet, Referral, now_utc
 from gateway.storage import consents, outbox, packets, referrals
+from gateway.storage.feed import touch
 from gateway.storage.repository import Stored, execute
 from gateway.storage.scope import ForTenant
 from mappings.packet import build_packet, notice_packet
@@ -187,8 +188,10 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
             "fields": built.fields,
             "consent_id": decision.consent_id,
             "created": now_utc(),
+            "seq": 0,
         },
     )
+    touch(ctx.session, packet_id, recipient)
     _enqueue(ctx, referral, org, "referral", built.body, packet_id)
     return TaskState("requested", business_status=f"offered to {recipient}")
 
@@ -214,6 +217,7 @@ def _notify(ctx: RequestContext, referral: Referral, packet: Packet, kind: str, 
         created_at=ctx.now(),
     )
     packet.status = new_status
+    touch(ctx.session, packet.packet_id, packet.recipient)
     ctx.session.add(packet)
     packets.insert_packet(
         ctx.session,
@@ -231,6 +235,7 @@ def _notify(ctx: RequestContext, referral: Referral, packet: Packet, kind: str, 
             "created": now_utc(),
         },
     )
+    touch(ctx.session, notice_id, packet.recipient)
     org = ctx.session.get(Organisation, packet.recipient)
     if org is not None:
         _enqueue(ctx, referral, org, kind, body, notice_id)

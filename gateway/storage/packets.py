@@ -48,29 +48,35 @@ def owned(session: Session, scope: Principal, referral_id: str) -> tuple[Packet,
 
 
 @scoped(Principal)
-def listed(session: Session, scope: Principal, status: str | None) -> list[tuple[Packet, Referral]]:
-    """Returns the host's referral packets (optionally in one status), oldest first."""
+def listed(
+    session: Session, scope: Principal, status: str | None, *, since: int = 0, limit: int | None = None
+) -> list[tuple[Packet, Referral]]:
+    """Returns the host's referral packets (optionally in one status) changed after feed number `since`
+    (0: all), in feed order, at most `limit` (the change feed: gateway/storage/feed.py numbers them)."""
     query = (
         orm_select(Packet, Referral)
         .join(Referral, col(Referral.referral_id) == col(Packet.referral_id))
-        .where(Packet.kind == "referral", _addressed_to(scope))
-        .order_by(col(Packet.created))
+        .where(Packet.kind == "referral", _addressed_to(scope), col(Packet.seq) > since)
+        .order_by(col(Packet.seq), col(Packet.created))
     )
     if status is not None:
         query = query.where(Packet.status == status)
+    if limit is not None:
+        query = query.limit(limit)
     return [(p, r) for p, r in session.exec(query)]
 
 
 @scoped(Principal)
-def notices(session: Session, scope: Principal) -> list[Packet]:
-    """Returns the recall and cease notices addressed to the host, oldest first."""
-    return list(
-        session.exec(
-            orm_select(Packet)
-            .where(_addressed_to(scope), col(Packet.kind).in_(NOTICE_KINDS))
-            .order_by(col(Packet.created))
-        )
+def notices(session: Session, scope: Principal, *, since: int = 0, limit: int | None = None) -> list[Packet]:
+    """Returns the recall and cease notices addressed to the host after feed number `since`, in feed order."""
+    query = (
+        orm_select(Packet)
+        .where(_addressed_to(scope), col(Packet.kind).in_(NOTICE_KINDS), col(Packet.seq) > since)
+        .order_by(col(Packet.seq), col(Packet.created))
     )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 @scoped(ForTenant)

@@ -45,7 +45,9 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str]] = {
     ("POST", "/vcse/v1/referrals/{referral_id}/status"): ("demo-vcse", APPLICATION),
     ("POST", "/vcse/v1/referrals/{referral_id}/outcomes"): ("demo-vcse", REST),
     ("GET", "/vcse/v1/notices"): ("demo-vcse", APPLICATION),
-    ("GET", "/vcse/v1/schema/referral-packet"): (None, APPLICATION),
+    ("POST", "/vcse/v1/referrals/{referral_id}/ack"): ("demo-vcse", APPLICATION),
+    ("GET", "/vcse/v1/schema"): (None, APPLICATION),
+    ("GET", "/vcse/v1/schema/{name}"): (None, APPLICATION),
     ("GET", "/admin/v1/organisations"): ("demo-admin", APPLICATION),
     ("PUT", "/admin/v1/organisations/{org_id}"): ("demo-admin", APPLICATION),
     ("POST", "/admin/v1/organisations/{org_id}/rotate-secret"): ("demo-admin", APPLICATION),
@@ -106,6 +108,7 @@ def _values(client, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def
         "seq": "0",
         "org_id": "8VC09",
         "client_id": "demo-gp-b",
+        "name": "outcome-submission",
     }
 
 
