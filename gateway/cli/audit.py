@@ -8,7 +8,8 @@
     archive       move the content of old entries into signed segment files (retention)
 
 Exit codes of `verify`: 0 the log is intact; 1 the log is at fault (the first entry at fault
-is named); 2 the checkpoint, verifier key or segments given could not be used.
+is named); 2 the checkpoint, verifier key or segments given could not be used, or there is no
+log to verify (no database in the data folder, or a log with no entries).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import click
 
 from audit.checkpoint import Checkpoint, CheckpointError, load_verifier_key, parse_and_verify
 from audit.events import AuditContext
-from gateway.cli.common import data_dir_option, open_engine
+from gateway.cli.common import data_dir_option, load_settings, open_engine
 
 DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 EXIT_AT_FAULT = 1
@@ -86,6 +87,11 @@ def verify(
     from audit.verify import verifier_key as own_verifier_key
     from audit.verify import verify_log
 
+    settings = load_settings(data_dir)
+    database = settings.data_dir / "spgw.db"
+    if settings.database_url is None and not database.is_file():
+        # Opening it would create an empty database, and an empty log would verify as "intact".
+        _bad_input(f"there is no database in {settings.data_dir} (no spgw.db): check --data-dir")
     engine, settings = open_engine(data_dir)
     try:
         checkpoint: Checkpoint | None = None
@@ -111,6 +117,8 @@ def verify(
         report = verify_log(engine, checkpoint=checkpoint, segments_dir=segments)
     finally:
         engine.dispose()
+    if report.ok and report.size == 0:
+        _bad_input("the audit log has no entries: is this the gateway's database? (nothing was verified)")
     click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
     if not report.ok:
         sys.exit(EXIT_AT_FAULT)

@@ -81,3 +81,22 @@ def test_verify_json_report(settings, log: Engine) -> None:
     assert result.exit_code == 0
     report = json.loads(result.output)
     assert report["ok"] is True and report["size"] == SIZE and report["first_bad_seq"] is None
+
+
+def test_verify_refuses_a_data_folder_without_a_database(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    typo = tmp_path / "dat"
+    result = CliRunner().invoke(main, ["audit", "verify", "--data-dir", str(typo)], env={"SPGW_DATABASE_URL": None})
+    assert result.exit_code == 2
+    assert "no database" in result.output and "intact" not in result.output
+    assert not (typo / "spgw.db").exists()  # nothing was created
+
+
+def test_verify_never_calls_an_empty_log_intact(settings, engine: Engine) -> None:
+    init_db(engine)
+    result = spgw_audit(settings, "verify")
+    assert result.exit_code == 2
+    assert "no entries" in result.output and "intact" not in result.output

@@ -93,9 +93,9 @@ def chromium() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live_demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """A real `spgw demo` on a free 127.0.0.1 port with its own data folder, for one test module."""
+    """A real `spgw demo` on a free 127.0.0.1 port with its own data folder, shared by the console's tests."""
     from tests.gateway.test_cli_demo import running_demo
 
     root = tmp_path_factory.mktemp("console-demo")

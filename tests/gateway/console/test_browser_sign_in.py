@@ -16,6 +16,16 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "a long enough browser password"
 
 
+def sign_in(page, base_url: str, username: str, totp: pyotp.TOTP, used: set[int]) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base_url + "/console/")
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Security code", exact=True).fill(fresh_code(totp, used))
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+
+
 def fresh_code(totp: pyotp.TOTP, used: set[int]) -> str:
     """A code from a time step not used before (the console accepts each step once)."""
     while True:
