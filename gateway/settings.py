@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed console sign-ins per username (or 4x per address) before a pause"
     )
     console_failure_window_minutes: int = Field(default=15, ge=1, description="The window those failures count in")
+    checkpoint_interval_minutes: int = Field(
+        default=60, ge=0, description="Sign and publish an audit checkpoint this often (0: never automatically)"
+    )
+    witness_dir: Path | None = Field(
+        default=None, description="Folder the checkpoints are published to; default <data_dir>/witness"
+    )
+    witness_url: str | None = Field(default=None, description="HTTPS endpoint each checkpoint note is POSTed to")
 
     @field_validator("data_dir")
     @classmethod
@@ -52,3 +59,7 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def witness_folder(self) -> Path:
+        return (self.witness_dir or self.data_dir / "witness").expanduser().resolve()

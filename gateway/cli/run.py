@@ -82,8 +82,26 @@ def _serve(settings: Settings, host: str, port: int, *, demo: bool, mllp_port: i
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
         click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
+    _start_checkpoints(engine, settings, first_now=demo)
     sys.stdout.flush()
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
+
+
+def _start_checkpoints(engine, settings: Settings, *, first_now: bool) -> None:  # type: ignore[no-untyped-def]
+    """Automatic checkpoints to the witness every SPGW_CHECKPOINT_INTERVAL_MINUTES (the demo signs one at once)."""
+    from audit.witness import WitnessError
+    from gateway.integrity import CheckpointThread, publish_due_checkpoint
+
+    if first_now:
+        try:
+            publish_due_checkpoint(engine, settings)
+        except WitnessError as exc:
+            click.echo(f"checkpoint not published: {exc}", err=True)
+    if settings.checkpoint_interval_minutes > 0:
+        CheckpointThread(engine, settings).start()
+        click.echo(
+            f"Audit checkpoints every {settings.checkpoint_interval_minutes} minutes to {settings.witness_folder}"
+        )
 
 
 @click.command()
