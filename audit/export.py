@@ -9,11 +9,12 @@ counts them; CSV, built from the search columns, includes them with the segment 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from audit.events import AuditContext, system_event
@@ -21,6 +22,7 @@ from audit.store import AuditEntry, append
 from audit.verify import read_snapshot, stream
 
 FORMATS = ("ndjson", "csv")
+PROGRESS_EVERY = 1000  # rows between progress calls
 CSV_HEADER = (
     "seq",
     "recorded",
@@ -55,16 +57,16 @@ def export(
     end: datetime,
     fmt: str,
     ctx: AuditContext | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
     """Writes the entries recorded in [start, end) to `out` in sequence order; returns what was written.
 
     Naive datetimes are taken as UTC. Raises ValueError for an unknown format or an empty window.
+    `progress`, when given, is called every PROGRESS_EVERY rows with the rows read so far.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    lo, hi = _utc(start), _utc(end)
-    if hi <= lo:
-        raise ValueError("the end of the window must be after its start")
+    lo, hi = _window(start, end)
     columns = (
         AuditEntry.seq,
         AuditEntry.content,
@@ -90,7 +92,9 @@ def export(
     if writer is not None:
         writer.writerow(CSV_HEADER)
     with read_snapshot(engine) as conn:
-        for row in stream(conn, query):
+        for index, row in enumerate(stream(conn, query), start=1):
+            if progress is not None and index % PROGRESS_EVERY == 0:
+                progress(index)
             if writer is not None:
                 recorded = _utc(row[2]).isoformat(timespec="microseconds").replace("+00:00", "Z")
                 writer.writerow((row[0], recorded, *row[3:]))
@@ -103,6 +107,21 @@ def export(
             written += 1
     _audit(engine, ctx, f"{written} audit entries recorded {lo.isoformat()} to {hi.isoformat()} exported as {fmt}")
     return ExportResult(written=written, archived_left_out=left_out)
+
+
+def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    lo, hi = _utc(start), _utc(end)
+    if hi <= lo:
+        raise ValueError("the end of the window must be after its start")
+    return lo, hi
+
+
+def count_in_window(engine: Engine, *, start: datetime, end: datetime) -> int:
+    """Returns how many entries were recorded in [start, end): the total an export's progress counts to."""
+    lo, hi = _window(start, end)
+    with read_snapshot(engine) as conn:
+        query = select(func.count()).select_from(AuditEntry).where(AuditEntry.recorded >= lo, AuditEntry.recorded < hi)
+        return int(conn.execute(query).scalar() or 0)
 
 
 def _audit(engine: Engine, ctx: AuditContext | None, description: str) -> None:

@@ -26,7 +26,7 @@ about it is entry N or later. `prove` gives an RFC 9162 inclusion proof for one 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +49,7 @@ from audit.merkle import (
 from audit.store import AuditCheckpointRecord, AuditEntry, AuditHead, append, index_columns
 
 STREAM_BATCH = 5000  # rows fetched per round trip; memory stays bounded whatever the log's size
+Progress = Callable[[int, int], None]  # (work done, work in all): entries hashed plus entries read back
 INDEX_NAMES = (
     "recorded",
     "type_code",
@@ -329,7 +330,13 @@ class _ChainResult:
     failure: tuple[int | None, str] | None = None
 
 
-def _chain_pass(conn: Connection, size: int, checkpoint: Checkpoint | None, segments: _Segments | None) -> _ChainResult:
+def _chain_pass(
+    conn: Connection,
+    size: int,
+    checkpoint: Checkpoint | None,
+    segments: _Segments | None,
+    progress: Progress | None = None,
+) -> _ChainResult:
     """The hashing pass: sequence, leaf hashes and the tree, stopping at the first entry at fault.
 
     This is the cryptographic core (bench/audit_verify.py measures it against raw SHA-256): per
@@ -392,6 +399,8 @@ def _chain_pass(conn: Connection, size: int, checkpoint: Checkpoint | None, segm
                 result.checkpoint_root = tree.root()
         tree.extend(pending)
         pending.clear()
+        if progress is not None:
+            progress(expected, 2 * size)  # once a batch: the hot loop stays free of calls
     result.expected = expected
     return result
 
@@ -419,7 +428,7 @@ def _leaf_batches(conn: Connection) -> Iterator[list[Any]]:
         cursor.close()
 
 
-def _index_pass(conn: Connection, until: int) -> tuple[int, str] | None:
+def _index_pass(conn: Connection, until: int, size: int, progress: Progress | None = None) -> tuple[int, str] | None:
     """The content pass: each entry below `until` names itself and matches its search columns."""
     query = (
         select(AuditEntry.seq, AuditEntry.content, *(getattr(AuditEntry, name) for name in INDEX_NAMES))
@@ -430,13 +439,20 @@ def _index_pass(conn: Connection, until: int) -> tuple[int, str] | None:
         problem = _index_problem(row[0], row[1], row[2:])
         if problem is not None:
             return row[0], problem
+        if progress is not None and row[0] % STREAM_BATCH == 0:
+            progress(size + row[0], 2 * size)
     return None
 
 
 def verify_log(
-    engine: Engine, *, checkpoint: Checkpoint | None = None, segments_dir: Path | None = None
+    engine: Engine,
+    *,
+    checkpoint: Checkpoint | None = None,
+    segments_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Returns a report on the whole log; `checkpoint`, when given, must already be signature-checked.
+    `progress`, when given, is called now and then with (work done, work in all).
 
     Two passes over one snapshot: the hashing pass (sequence, leaf hashes, tree) and the content
     pass (each entry's id and search columns); the entry at fault with the lowest number is named.
@@ -445,12 +461,12 @@ def verify_log(
     with read_snapshot(engine) as conn:
         size = head_size(conn)
         try:
-            chain = _chain_pass(conn, size, checkpoint, segments)
+            chain = _chain_pass(conn, size, checkpoint, segments, progress)
         finally:
             if segments is not None:
                 segments.close()
         first_broken = chain.failure[0] if chain.failure and chain.failure[0] is not None else chain.expected
-        content_failure = _index_pass(conn, first_broken)
+        content_failure = _index_pass(conn, first_broken, size, progress)
     expected, tree = chain.expected, chain.tree
 
     def failed(seq: int | None, problem: str) -> VerifyReport:

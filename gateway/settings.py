@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         default=False, description="Serve POST /vcse/v1/sandbox/referrals (synthetic referrals for CRM vendors)"
     )
+    checkpoint_interval_minutes: int = Field(
+        default=60, ge=0, description="Sign and publish an audit checkpoint this often (0: never automatically)"
+    )
+    witness_dir: Path | None = Field(
+        default=None, description="Folder the checkpoints are published to; default <data_dir>/witness"
+    )
+    witness_url: str | None = Field(default=None, description="HTTPS endpoint each checkpoint note is POSTed to")
 
     @field_validator("data_dir")
     @classmethod
@@ -69,3 +76,7 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def witness_folder(self) -> Path:
+        return (self.witness_dir or self.data_dir / "witness").expanduser().resolve()

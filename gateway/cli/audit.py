@@ -8,8 +8,9 @@
     archive       move the content of old entries into signed segment files (retention)
 
 Exit codes of `verify`: 0 the log is intact; 1 the log is at fault (the first entry at fault
-is named); 2 the checkpoint, verifier key or segments given could not be used, or there is no
-log to verify (no database in the data folder, or a log with no entries).
+is named); 2 there is nothing to verify (no database in the data folder, or a log with no
+entries), or the checkpoint, verifier key, segments or witness could not be used. Without `--checkpoint`, the
+newest checkpoint in the witness folder (SPGW_WITNESS_DIR) is checked, when there is one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def _utc(moment: datetime) -> datetime:
 def _bad_input(message: str) -> None:
     click.echo(f"cannot verify: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _open_existing(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    """The engine and settings of a data folder that already holds a gateway database; exit 2 otherwise.
+    (`open_engine` would create an empty database, and an empty log must not look verified.)"""
+    from sqlalchemy import inspect
+
+    from gateway.db import make_engine
+    from gateway.schema import init_db
+
+    settings = load_settings(data_dir)
+    if settings.database_url is None and not (settings.data_dir / "spgw.db").is_file():
+        _bad_input(f"{settings.data_dir} holds no gateway database (spgw.db): check --data-dir or SPGW_DATA_DIR")
+    engine = make_engine(settings)
+    if not inspect(engine).has_table("audit_head"):
+        engine.dispose()
+        _bad_input("the database has no audit log: check --data-dir, SPGW_DATA_DIR or SPGW_DATABASE_URL")
+    init_db(engine)
+    return engine, settings
 
 
 @click.group()
@@ -86,22 +106,26 @@ def verify(
     from audit.retention import check_segments
     from audit.verify import verifier_key as own_verifier_key
     from audit.verify import verify_log
+    from audit.witness import WitnessError
+    from audit.witness import latest as witnessed
 
-    settings = load_settings(data_dir)
-    database = settings.data_dir / "spgw.db"
-    if settings.database_url is None and not database.is_file():
-        # Opening it would create an empty database, and an empty log would verify as "intact".
-        _bad_input(f"there is no database in {settings.data_dir} (no spgw.db): check --data-dir")
-    engine, settings = open_engine(data_dir)
+    engine, settings = _open_existing(data_dir)
     try:
         checkpoint: Checkpoint | None = None
-        if checkpoint_file is not None or segments is not None:
-            text = verifier_key or own_verifier_key(settings)
-            path = Path(text)
+        witness_note: Path | None = None
+        text = verifier_key or own_verifier_key(settings)
+        path = Path(text)
+        try:
+            key = load_verifier_key(path.read_text() if path.is_file() else text)
+        except CheckpointError as exc:
+            _bad_input(f"verifier key: {exc}")
+        if checkpoint_file is None:
             try:
-                key = load_verifier_key(path.read_text() if path.is_file() else text)
-            except CheckpointError as exc:
-                _bad_input(f"verifier key: {exc}")
+                found = witnessed(settings.witness_folder, *key)
+            except WitnessError as exc:
+                _bad_input(str(exc))
+            if found is not None:
+                checkpoint, witness_note = found.checkpoint, found.path
         if checkpoint_file is not None:
             try:
                 checkpoint = parse_and_verify(checkpoint_file.read_text(), *key)
@@ -120,6 +144,8 @@ def verify(
     if report.ok and report.size == 0:
         _bad_input("the audit log has no entries: is this the gateway's database? (nothing was verified)")
     click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
+    if witness_note is not None and not as_json:
+        click.echo(f"checked against the witness checkpoint {witness_note}")
     if not report.ok:
         sys.exit(EXIT_AT_FAULT)
 
@@ -127,13 +153,24 @@ def verify(
 @audit.command()
 @data_dir_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the note here")
-def checkpoint(data_dir: Path | None, out: Path | None) -> None:
+@click.option("--publish", is_flag=True, help="Also publish it to the witness folder (and SPGW_WITNESS_URL)")
+def checkpoint(data_dir: Path | None, out: Path | None, publish: bool) -> None:
     """Sign the log's tree as it stands and print the checkpoint note."""
     from audit.verify import make_checkpoint
+    from audit.witness import WitnessError, checkpoint_and_publish
 
     engine, settings = open_engine(data_dir)
     try:
-        note = make_checkpoint(engine, settings, ctx=_operator())
+        if publish:
+            done = checkpoint_and_publish(
+                engine, settings, settings.witness_folder, settings.witness_url, ctx=_operator(), force=True
+            )
+            assert done is not None
+            note = done[0]
+        else:
+            note = make_checkpoint(engine, settings, ctx=_operator())
+    except WitnessError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
     if out is not None:

@@ -218,6 +218,7 @@ def _serve(
         click.echo(f'      curl -H "Authorization: Bearer $TOKEN" {base}/fhir/ServiceRequest')
     else:
         click.echo(f"sp-gateway at {base}/fhir (data folder {settings.data_dir})")
+    _start_checkpoints(engine, settings, first_now=demo)
     sys.stdout.flush()
     # Forwarded headers (X-Forwarded-For/-Proto) are believed only from SPGW_TRUSTED_PROXIES; otherwise the
     # audited source address is the socket's peer, whatever a caller writes in a header.
@@ -240,6 +241,23 @@ metrics_port_option = click.option(
 metrics_host_option = click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port (keep it private)"
 )
+
+
+def _start_checkpoints(engine, settings: Settings, *, first_now: bool) -> None:  # type: ignore[no-untyped-def]
+    """Automatic checkpoints to the witness every SPGW_CHECKPOINT_INTERVAL_MINUTES (the demo signs one at once)."""
+    from audit.witness import WitnessError
+    from gateway.integrity import CheckpointThread, publish_due_checkpoint
+
+    if first_now:
+        try:
+            publish_due_checkpoint(engine, settings)
+        except WitnessError as exc:
+            click.echo(f"checkpoint not published: {exc}", err=True)
+    if settings.checkpoint_interval_minutes > 0:
+        CheckpointThread(engine, settings).start()
+        click.echo(
+            f"Audit checkpoints every {settings.checkpoint_interval_minutes} minutes to {settings.witness_folder}"
+        )
 
 
 @click.command()
