@@ -57,7 +57,7 @@ def _open_existing(data_dir: Path | None):  # type: ignore[no-untyped-def]
 
     settings = load_settings(data_dir)
     if settings.database_url is None and not (settings.data_dir / "spgw.db").is_file():
-        _bad_input(f"{settings.data_dir} holds no gateway database (spgw.db): check --data-dir or SPGW_DATA_DIR")
+        _bad_input(f"there is no database in {settings.data_dir} (no spgw.db): check --data-dir or SPGW_DATA_DIR")
     engine = make_engine(settings)
     if not inspect(engine).has_table("audit_head"):
         engine.dispose()
