@@ -2,17 +2,17 @@
 packets for its own referrals. VCSE tenancy (`Packet.recipient`) is written here once.
 
 A host knows a referral only once a packet for it was issued to it (consent permitted the
-disclosure): `disclosed_to` is that condition as SQL, used by the FHIR repository for Tasks too.
+disclosure): the FHIR repository applies the same condition to Tasks (`repository._disclosed_to`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, false, insert
+from sqlalchemy import ColumnElement, false, insert
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from gateway.auth.principal import Principal, Role
-from gateway.models import FhirResource, Packet, Referral
+from gateway.models import Packet, Referral
 from gateway.storage.repository import execute
 from gateway.storage.scope import DeliveryWorker, ForTenant, host_of, scoped, tenant_of
 
@@ -26,23 +26,14 @@ def _addressed_to(scope: Principal) -> ColumnElement[bool]:
     return Packet.recipient == host_of(scope) if scope.role is Role.VCSE else false()
 
 
-def disclosed_to(host: str) -> ColumnElement[bool]:
-    """True for the Task rows of referrals a referral packet was issued to `host` for."""
-    return exists().where(
-        Referral.task_id == FhirResource.id,
-        Packet.referral_id == Referral.referral_id,
-        Packet.kind == "referral",
-        Packet.recipient == host,
-    )
-
-
 @scoped(Principal)
 def owned(session: Session, scope: Principal, referral_id: str) -> tuple[Packet, Referral] | None:
     """Returns the host's referral packet and its referral; None when it is addressed to someone else."""
+    addressed = _addressed_to(scope)
     row = session.exec(
         orm_select(Packet, Referral)
         .join(Referral, col(Referral.referral_id) == col(Packet.referral_id))
-        .where(Packet.referral_id == referral_id, Packet.kind == "referral", _addressed_to(scope))
+        .where(Packet.referral_id == referral_id, Packet.kind == "referral", addressed)
     ).first()
     return (row[0], row[1]) if row else None
 

@@ -84,16 +84,14 @@ def insert_referral(session: Session, scope: Principal | ForTenant, referral: Re
 @scoped(Principal, ForTenant)
 def by_service_request(session: Session, scope: Principal | ForTenant, service_request_id: str) -> Referral | None:
     """Returns the tenant's referral record for one of its ServiceRequests."""
+    tenant = tenant_of(scope)
     return session.exec(
-        orm_select(Referral).where(
-            Referral.tenant == tenant_of(scope), Referral.service_request_id == service_request_id
-        )
+        orm_select(Referral).where(Referral.tenant == tenant, Referral.service_request_id == service_request_id)
     ).first()
 
 
 @scoped(Principal, ForTenant)
 def of_patient(session: Session, scope: Principal | ForTenant, nhs: str) -> list[Referral]:
     """Returns every referral the tenant made for this patient."""
-    return list(
-        session.exec(orm_select(Referral).where(Referral.tenant == tenant_of(scope), Referral.patient_nhs == nhs))
-    )
+    tenant = tenant_of(scope)
+    return list(session.exec(orm_select(Referral).where(Referral.tenant == tenant, Referral.patient_nhs == nhs)))

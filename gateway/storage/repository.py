@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     delete,
     event,
+    exists,
     false,
     func,
     insert,
@@ -35,7 +36,7 @@ from sqlalchemy import update as sa_update
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal, Role
-from gateway.models import FhirResource, ResourceVersion, SearchToken, now_utc
+from gateway.models import FhirResource, Packet, Referral, ResourceVersion, SearchToken, now_utc
 from gateway.storage.scope import ScopeRequired
 from gateway.storage.searchparams import SEARCH_PARAMS, index_tokens
 from profiles.outcomes import FhirError, Issue, bad_request, forbidden, not_found
@@ -96,12 +97,10 @@ class Repository:
         if p.role is Role.VCSE:
             # Only Tasks of referrals a packet was issued to this host for: an addressed referral that
             # consent kept back reveals nothing (not its id, practice, date or reason).
-            from gateway.storage.packets import disclosed_to  # packets builds on this module
-
             return and_(
                 FhirResource.resource_type == "Task",
                 FhirResource.audience == p.organisation,
-                disclosed_to(p.organisation),
+                _disclosed_to(p.organisation),
             )
         if p.role is Role.IG_OFFICER:
             return true() if resource_type == "Consent" or self.ig_reads_clinical else false()
@@ -367,6 +366,17 @@ def _order(sort: list[tuple[str, bool]] | None) -> list[Any]:
         order.append(column.desc() if descending else column.asc())  # type: ignore[union-attr,attr-defined]
     order.append(FhirResource.pk.desc())  # type: ignore[union-attr]
     return order
+
+
+def _disclosed_to(host: str) -> ColumnElement[bool]:
+    """True for the Task rows of referrals a referral packet was issued to `host` for (the same rule as
+    the VCSE API's, gateway/storage/packets.py: a host sees what is addressed and disclosed to it)."""
+    return exists().where(
+        Referral.task_id == FhirResource.id,
+        Packet.referral_id == Referral.referral_id,
+        Packet.kind == "referral",
+        Packet.recipient == host,
+    )
 
 
 def _pending(session: Session) -> dict[str, list[dict[str, Any]]]:
