@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated proxy addresses/networks whose X-Forwarded-For/-Proto are believed (none)",
     )
+    token_failures_per_client: int = Field(default=10, ge=1, description="Failed token requests per client id a window")
+    token_failures_per_address: int = Field(default=30, ge=1, description="Failed token requests per address a window")
+    token_failure_window: int = Field(default=60, ge=1, description="Seconds in a token rate-limit window")
     allow_insecure_endpoints: bool = Field(
         default=False,
         description="Allow http:// and loopback/private webhook and FHIR endpoints (demo and tests only)",
