@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.fhir_routes = [route for router in fhir_routers for route in router.routes]
     for router in (oauth.router, vcse.router, ig.router, admin.router, hl7v2.router):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, deadline=settings.http_body_deadline)
     app.add_middleware(TraceIdsMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outside TraceIds: an oversized header is never read
     app.add_middleware(AccessLogMiddleware)

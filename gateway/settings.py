@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    mllp_allowed_ips: str = Field(default="", description="Addresses/networks that may connect to MLLP (all if empty)")
+    mllp_tls_clients: str = Field(default="", description="MLLP TLS client certificates: 'CN=client_id,...'")
+    mllp_max_connections: int = Field(default=64, ge=1, description="MLLP connections served at once")
+    mllp_message_deadline: float = Field(default=60.0, gt=0, description="Seconds for one MLLP message to arrive whole")
+    http_body_deadline: float = Field(default=60.0, gt=0, description="Seconds for one HTTP request body to arrive")
     trusted_proxies: str = Field(
         default="",
         description="Comma-separated proxy addresses/networks whose X-Forwarded-For/-Proto are believed (none)",

@@ -176,3 +176,50 @@ def test_request_ids_in_the_audit_are_uuids_only(client, token_for, engine) -> N
     client.get("/fhir/ServiceRequest", headers=token_for("demo-gp", **{"X-Request-ID": rid}))
     events = new_entries(engine, before)
     assert rid in json.dumps(events)
+
+
+# -- item 16: a whole-body deadline for slow senders -------------------------------------------
+
+
+def test_a_body_trickled_past_the_deadline_is_408_and_audited(settings, engine, token_for, monkeypatch) -> None:
+    import asyncio
+
+    from gateway.app import create_app
+    from gateway.demo import seed_directory
+
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    app = create_app(settings.model_copy(update={"http_body_deadline": 0.5}), engine)
+    seed_directory(engine, settings)
+    before, _ = audit_state(engine)
+    sent: list[dict[str, Any]] = []
+
+    async def trickle() -> dict[str, Any]:
+        await asyncio.sleep(0.2)  # each chunk well inside any idle timer; the whole body never ends
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": MESSAGE,
+        "raw_path": MESSAGE.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", FHIR_JSON.encode())]
+        + [(k.lower().encode(), v.encode()) for k, v in token_for("demo-gp").items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "app": app,
+    }
+
+    async def run() -> None:
+        await asyncio.wait_for(app(scope, trickle, send), timeout=10)
+
+    asyncio.run(run())
+
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert any("408" in e.get("outcomeDesc", "") for e in new_entries(engine, before))
