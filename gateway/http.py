@@ -43,6 +43,20 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
+def served_base_url(scope: Scope) -> str:
+    """Returns the base URL of the address this server is bound to (scheme, host, port of the socket),
+    never the request's Host header: a caller must not choose the token audience or issuer. Used only
+    when SPGW_PUBLIC_BASE_URL is unset (`spgw serve` sets it to the loopback address it serves)."""
+    scheme = str(scope.get("scheme") or "http")
+    server = scope.get("server")
+    if not server:
+        return f"{scheme}://localhost"
+    host, port = str(server[0]), server[1]
+    shown = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{shown}" if port in (None, default) else f"{scheme}://{shown}:{port}"
+
+
 def outcome_response(error: FhirError) -> FhirResponse:
     return FhirResponse(error.outcome(), status_code=error.status, headers=error.headers)
 
