@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if settings.sandbox:
         app.include_router(vcse.sandbox_router)
     install_docs(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, deadline=settings.http_body_deadline)
     app.add_middleware(FhirNegotiationMiddleware)  # _format / Accept / _pretty / HEAD on every /fhir route
     app.add_middleware(TraceIdsMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outside TraceIds: an oversized header is never read

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from gateway.auth.principal import Principal, Role
 from gateway.auth.tokens import verify_access_token
 from gateway.context import RequestContext, decode_routing_headers
+from gateway.http import served_base_url
 from gateway.models import Client
 from gateway.state import AppState
 from profiles.outcomes import FhirError, Issue, bad_request, forbidden, unauthorized
@@ -29,7 +30,8 @@ def app_state(request: Request) -> AppState:
 
 
 def base_url(request: Request, state: AppState) -> str:
-    return (state.settings.public_base_url or str(request.base_url)).rstrip("/")
+    """The gateway's external base URL: SPGW_PUBLIC_BASE_URL, else the address served (never `Host`)."""
+    return (state.settings.public_base_url or served_base_url(request.scope)).rstrip("/")
 
 
 def authenticate(request: Request, state: AppState) -> Principal:

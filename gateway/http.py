@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -43,6 +44,20 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
+def served_base_url(scope: Scope) -> str:
+    """Returns the base URL of the address this server is bound to (scheme, host, port of the socket),
+    never the request's Host header: a caller must not choose the token audience or issuer. Used only
+    when SPGW_PUBLIC_BASE_URL is unset (`spgw serve` sets it to the loopback address it serves)."""
+    scheme = str(scope.get("scheme") or "http")
+    server = scope.get("server")
+    if not server:
+        return f"{scheme}://localhost"
+    host, port = str(server[0]), server[1]
+    shown = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{shown}" if port in (None, default) else f"{scheme}://{shown}:{port}"
+
+
 def outcome_response(error: FhirError) -> FhirResponse:
     return FhirResponse(error.outcome(), status_code=error.status, headers=error.headers)
 
@@ -63,12 +78,19 @@ class _BodyTooLarge(Exception):
     """Raised inside the app's receive() once a streamed body passes the limit."""
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over the limit with 413 before the app reads them (Content-Length or streamed)."""
+class _BodyTooSlow(Exception):
+    """Raised inside the app's receive() once a body has not arrived whole within the deadline."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit with 413 before the app reads them (Content-Length or streamed), and
+    bodies that do not arrive whole within `deadline` seconds with 408: a sender trickling a byte at a
+    time no longer holds a worker for ever (the server's idle timer restarts on every byte)."""
+
+    def __init__(self, app: ASGIApp, limit: int, deadline: float = 60.0):
         self.app = app
         self.limit = limit
+        self.deadline = deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,10 +103,19 @@ class BodyLimitMiddleware:
                 return
         seen = 0
         started = False
+        ends = time.monotonic() + self.deadline
+
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body, the app may wait on receive() for a disconnect: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, ends - time.monotonic()))
+            except TimeoutError:
+                raise _BodyTooSlow from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
@@ -102,6 +133,13 @@ class BodyLimitMiddleware:
             await audit_edge_refusal(scope, 413, f"streamed body over {self.limit} bytes")
             if not started:
                 await outcome_response(too_large(self.limit))(scope, receive, send)
+        except _BodyTooSlow:
+            await audit_edge_refusal(scope, 408, f"body not received whole within {self.deadline:.0f} s")
+            if not started:
+                slow = FhirError(
+                    408, [Issue("timeout", f"The request body did not arrive within {self.deadline:.0f} s")]
+                )
+                await outcome_response(slow)(scope, receive, send)
 
 
 class HeaderLimitMiddleware:

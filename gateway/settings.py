@@ -36,10 +36,18 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 500
     mllp_allowed_sources: str = Field(default="", description="MLLP senders: 'APP^FAC=client_id,...'")
+    mllp_allowed_ips: str = Field(default="", description="Addresses/networks that may connect to MLLP (all if empty)")
+    mllp_tls_clients: str = Field(default="", description="MLLP TLS client certificates: 'CN=client_id,...'")
+    mllp_max_connections: int = Field(default=64, ge=1, description="MLLP connections served at once")
+    mllp_message_deadline: float = Field(default=60.0, gt=0, description="Seconds for one MLLP message to arrive whole")
+    http_body_deadline: float = Field(default=60.0, gt=0, description="Seconds for one HTTP request body to arrive")
     trusted_proxies: str = Field(
         default="",
         description="Comma-separated proxy addresses/networks whose X-Forwarded-For/-Proto are believed (none)",
     )
+    token_failures_per_client: int = Field(default=10, ge=1, description="Failed token requests per client id a window")
+    token_failures_per_address: int = Field(default=30, ge=1, description="Failed token requests per address a window")
+    token_failure_window: int = Field(default=60, ge=1, description="Seconds in a token rate-limit window")
     allow_insecure_endpoints: bool = Field(
         default=False,
         description="Allow http:// and loopback/private webhook and FHIR endpoints (demo and tests only)",

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
-from starlette.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
 
 from audit import store as audit_store
 from audit.events import auth_event, system_event
+from gateway.auth import ratelimit
 from gateway.auth.principal import ROLE_SCOPES
 from gateway.auth.server import ASSERTION_ALGS, PRIVATE_KEY_JWT, TokenEndpoint
 from gateway.context import RequestContext
@@ -31,9 +33,27 @@ def _endpoint(request: Request) -> TokenEndpoint:
 
 @router.post("/oauth2/token", name="oauth.token")
 async def token(request: Request, ctx: RequestContext = Depends(public("Token", "token-request"))) -> Response:
-    """RFC 6749 §4.4 client credentials; the jti replay record and the AuditEvent commit together."""
+    """RFC 6749 §4.4 client credentials; the jti replay record and the AuditEvent commit together.
+    Failed requests are limited per claimed client id and per source address (gateway/auth/ratelimit.py)."""
+    limits = ratelimit.Limits.of(ctx.settings)
+    address, *claimed = ratelimit.keys_for(ctx.source_ip, await request.body())  # the body stays cached
+    # An address over its limit is stopped before any verification.
+    limited = await run_in_threadpool(_over_limit, ctx, [address], limits)
+    if limited is not None:
+        return limited
     with Session(ctx.engine) as session:
         response, result = await _endpoint(request).handle(request, session=session)
+        if not result.ok:
+            now = ratelimit.now_utc()
+            # A claimed client over its limit: the failure is answered 429 and not audited one by one
+            # (a request whose assertion verifies is never stopped by it: no lockout of the real client).
+            hit = ratelimit.blocked(session, claimed, limits, now)
+            if hit is not None:
+                if hit[1]:
+                    audit_store.append(session, _limit_event(ctx, hit[0], claimed[0]))
+                session.commit()
+                return _too_many(hit[0])
+            ratelimit.record_failure(session, [address, *claimed], limits, now)
         who = replace(
             ctx.audit_context,
             client_id=result.client_id,
@@ -49,6 +69,34 @@ async def token(request: Request, ctx: RequestContext = Depends(public("Token", 
         )
         session.commit()
     return response
+
+
+def _over_limit(ctx: RequestContext, keys: list[str], limits: ratelimit.Limits) -> Response | None:
+    """Returns the 429 answer when a key is over its limit (audited once per window), else None."""
+    with ctx.transaction():
+        assert ctx.session is not None
+        hit = ratelimit.blocked(ctx.session, keys, limits, ratelimit.now_utc())
+        if hit is None:
+            return None
+        retry, first = hit
+        if first:
+            ctx.audit(_limit_event(ctx, retry, keys[0]))
+    return _too_many(retry)
+
+
+def _limit_event(ctx: RequestContext, retry: int, key: str) -> dict:
+    description = (
+        f"token requests for {key} refused for {retry} s: too many failures in the window (audited once a window)"
+    )
+    return auth_event(ctx.audit_context, outcome=4, description=description, recorded=ctx.now())
+
+
+def _too_many(retry: int) -> Response:
+    body = {
+        "error": "invalid_request",
+        "error_description": f"Too many failed token requests; try again in {retry} seconds.",
+    }
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry), "Cache-Control": "no-store"})
 
 
 def _audited(ctx: RequestContext, activity: str) -> None:

@@ -64,6 +64,7 @@ from gateway.auth.keys import TokenKeys
 from gateway.auth.principal import Principal, Role, parse_scope, scope_allows, within_ceiling
 from gateway.auth.tokens import issue_access_token
 from gateway.db import transaction
+from gateway.http import served_base_url
 from gateway.models import Client, UsedJti
 from gateway.settings import Settings
 
@@ -102,9 +103,9 @@ class TokenResult:
 
 
 def base_url_for(request: Request, settings: Settings) -> str:
-    """Returns the gateway's external base URL: settings.public_base_url, else the request's base URL.
-    It is the access-token issuer; verify tokens with the same value."""
-    base = settings.public_base_url or str(request.base_url)
+    """Returns the gateway's external base URL: settings.public_base_url, else the address this server
+    is bound to (never the Host header). It is the access-token issuer; verify tokens with the same value."""
+    base = settings.public_base_url or served_base_url(request.scope)
     return base.rstrip("/")
 
 

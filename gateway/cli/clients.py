@@ -146,15 +146,16 @@ def clients_approve(client_id: str, data_dir: Path | None) -> None:
             client = approve_client(session, client_id)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        what = f"{client.role} for {client.organisation_id}"
+        keys = key_thumbprints(client)
         audit_change(
             session,
             "admin-approve-client",
-            f"client {client_id} approved ({client.role} for {client.organisation_id}, "
-            f"registered by {client.registered_by or 'unknown'})",
+            f"client {client_id} approved ({what}, registered by {client.registered_by or 'unknown'})",
         )
         session.commit()
-    click.echo(f"approved {client_id} ({client.role} for {client.organisation_id}); keys:")
-    for line in key_thumbprints(client):
+    click.echo(f"approved {client_id} ({what}); keys (kid: RFC 7638 thumbprint):")
+    for line in keys:
         click.echo(f"  {line}")
 
 

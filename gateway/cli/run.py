@@ -17,14 +17,17 @@ DEMO_MLLP_SOURCES = "DEMOSENDER^DEMO=demo-gp"
 
 
 def mllp_handler(engine, settings: Settings):  # type: ignore[no-untyped-def]
-    """Returns the MLLP listener's message handler: the configured source (MSH-3^MSH-4) names the
-    client, and the message goes through the same pipeline as the HTTP route."""
+    """Returns the MLLP listener's message handler: the client is named by the TLS client certificate when
+    there is one (SPGW_MLLP_TLS_CLIENTS), else by the configured source (MSH-3^MSH-4), and the message goes
+    through the same pipeline as the HTTP route."""
     from starlette.concurrency import run_in_threadpool
 
-    from gateway.pipeline.hl7v2 import handle_message, parse_sources, principal_for_sender
+    from gateway.mllp import Peer
+    from gateway.pipeline.hl7v2 import handle_message, parse_sources, principal_for_connection
     from mappings.v2.parse import sniff_header
 
     sources = parse_sources(settings.mllp_allowed_sources)
+    certificates = parse_certificate_clients(settings.mllp_tls_clients)
 
     async def handler(message: bytes, peer: str) -> bytes:
         try:
@@ -32,7 +35,8 @@ def mllp_handler(engine, settings: Settings):  # type: ignore[no-untyped-def]
             sender = (fields.get(3, "").split(encoding.component)[0], fields.get(4, "").split(encoding.component)[0])
         except Exception:  # an unreadable header: no sender, so the handler answers AR
             sender = None
-        principal = await run_in_threadpool(principal_for_sender, engine, sources, sender)
+        cn = peer.certificate_cn if isinstance(peer, Peer) else None
+        principal = await run_in_threadpool(principal_for_connection, engine, sources, certificates, sender, cn)
         return await run_in_threadpool(
             handle_message, engine, settings, principal, message, source_ip=peer.rsplit(":", 1)[0]
         )
@@ -40,16 +44,45 @@ def mllp_handler(engine, settings: Settings):  # type: ignore[no-untyped-def]
     return handler
 
 
-def start_mllp(engine, settings: Settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def]
-    """Starts the MLLP listener in a background thread, sharing the HTTP route's handler; returns its port."""
-    from gateway.mllp import MllpServer, run_in_thread
+def start_mllp(engine, settings: Settings, host: str, port: int, tls=None) -> int:  # type: ignore[no-untyped-def]
+    """Starts the MLLP listener in a background thread, sharing the HTTP route's handler; returns its port.
+    `tls` is an ssl.SSLContext (spgw mllp --tls-cert/--tls-key[/--tls-client-ca]) or None."""
+    from functools import partial
 
-    handler = mllp_handler(engine, settings)
+    from starlette.concurrency import run_in_threadpool
+
+    from gateway.mllp import MllpServer, parse_networks, run_in_thread
+    from gateway.pipeline.hl7v2 import audit_mllp_refusal
+
+    async def on_refusal(peer: str, reason: str) -> None:
+        await run_in_threadpool(audit_mllp_refusal, engine, peer.rsplit(":", 1)[0], reason)
+
+    server = partial(
+        MllpServer,
+        mllp_handler(engine, settings),
+        host,
+        message_deadline=settings.mllp_message_deadline,
+        max_connections=settings.mllp_max_connections,
+        allowed_sources=parse_networks(settings.mllp_allowed_ips) or None,
+        ssl_context=tls,
+        on_refusal=on_refusal,
+    )
     try:
-        bound, _ = run_in_thread(MllpServer(handler, host, port))
+        bound, _ = run_in_thread(server(port))
     except OSError:
-        bound, _ = run_in_thread(MllpServer(handler, host, 0))  # the preferred port is taken
+        bound, _ = run_in_thread(server(0))  # the preferred port is taken
     return bound
+
+
+def parse_certificate_clients(spec: str) -> dict[str, str]:
+    """Returns {certificate CN: client_id} from 'CN=client_id,CN2=client2' (SPGW_MLLP_TLS_CLIENTS)."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        cn, _, client_id = item.rpartition("=")
+        if not cn or not client_id:
+            raise click.ClickException(f"SPGW_MLLP_TLS_CLIENTS entry '{item}' is not of the form CN=client_id")
+        out[cn.strip()] = client_id.strip()
+    return out
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -306,16 +339,40 @@ def demo(host: str, port: int, mllp_port: int | None, data_dir: Path | None) -> 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: expose deliberately")
 @click.option("--port", default=DEFAULT_MLLP_PORT, show_default=True, type=int)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None, help="Server certificate (PEM)")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="Its private key (PEM)")
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Require client certificates signed by this CA (PEM); map them with SPGW_MLLP_TLS_CLIENTS='CN=client_id'",
+)
 @data_dir_option
-def mllp(host: str, port: int, data_dir: Path | None) -> None:
-    """Run the HL7 v2 MLLP listener (senders mapped by SPGW_MLLP_ALLOWED_SOURCES='APP^FAC=client_id,...')."""
+def mllp(
+    host: str, port: int, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None, data_dir: Path | None
+) -> None:
+    """Run the HL7 v2 MLLP listener (senders mapped by SPGW_MLLP_ALLOWED_SOURCES='APP^FAC=client_id,...';
+    connections limited by SPGW_MLLP_ALLOWED_IPS; TLS with --tls-cert/--tls-key, see docs/hl7v2.md)."""
     import time
 
+    from gateway.mllp import server_context
+
     configure_logging()
+    if bool(tls_cert) != bool(tls_key):
+        raise click.ClickException("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise click.ClickException("--tls-client-ca needs --tls-cert and --tls-key")
     settings = load_settings(data_dir)
     engine = startable_engine(settings, keys=False)
-    bound = start_mllp(engine, settings, host, port)
-    click.echo(f"MLLP listener on {host} port {bound}")
+    tls = server_context(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    if not is_loopback(host) and tls is None and not settings.mllp_allowed_ips:
+        click.echo(
+            f"warning: MLLP on {host} without TLS or SPGW_MLLP_ALLOWED_IPS: anyone who can reach the port "
+            "can send as a mapped MSH-3/MSH-4 sender",
+            err=True,
+        )
+    bound = start_mllp(engine, settings, host, port, tls)
+    click.echo(f"MLLP listener on {host} port {bound}" + (" (TLS)" if tls else ""))
     try:
         while True:
             time.sleep(3600)

@@ -63,6 +63,41 @@ def principal_for_sender(engine: Engine, sources: dict[str, str], sender: tuple[
     return principal if principal and principal.may("ServiceRequest", "c") else None
 
 
+def principal_for_connection(
+    engine: Engine,
+    sources: dict[str, str],
+    certificates: dict[str, str],
+    sender: tuple[str, str] | None,
+    certificate_cn: str | None,
+) -> Principal | None:
+    """Returns the client an MLLP message is from. Over TLS with a client certificate, the certificate
+    decides (SPGW_MLLP_TLS_CLIENTS maps its CN); an MSH-3/MSH-4 that maps to another client is refused.
+    Without one, the MSH-3/MSH-4 mapping decides (then guard the port: loopback, allow-list or TLS)."""
+    if certificate_cn is None:
+        return principal_for_sender(engine, sources, sender)
+    client_id = certificates.get(certificate_cn)
+    claimed = sources.get(f"{sender[0]}^{sender[1]}") if sender else None
+    if client_id is None or (claimed is not None and claimed != client_id):
+        return None
+    principal = principal_for_client(engine, client_id)
+    return principal if principal and principal.may("ServiceRequest", "c") else None
+
+
+def audit_mllp_refusal(engine: Engine, source_ip: str, reason: str) -> None:
+    """Records a connection or message the MLLP listener refused (allow-list, cap, deadline, size)."""
+    with transaction(engine) as session:
+        audit_store.append(
+            session,
+            system_event(
+                AuditContext(source_ip=source_ip[:64]),
+                activity="mllp-refused",
+                outcome=4,
+                description=f"MLLP refused: {reason}"[:500],
+                recorded=datetime.now(UTC),
+            ),
+        )
+
+
 def _audit(engine: Engine, ctx: AuditContext, outcome: V2Outcome | None, code: str, text: str) -> None:
     control = outcome.control_id if outcome else None
     description = f"HL7 v2 message {control or '(no MSH-10)'} answered {code}: {text}"[:1000]

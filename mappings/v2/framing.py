@@ -45,6 +45,11 @@ class MllpDecoder:
         self._in_block = False
 
     @property
+    def in_message(self) -> bool:
+        """Returns True between a start block and its end (a message is being received)."""
+        return self._in_block
+
+    @property
     def pending(self) -> int:
         """Returns how many bytes of an unfinished block are held (0 between blocks)."""
         return len(self._buffer)

@@ -44,3 +44,15 @@ def test_a_refused_request_records_the_claimed_sub_as_unverified(client, engine,
     assert "identifier" not in caller["who"]  # not recorded as the client
     assert caller["who"]["display"] == "unidentified client (unverified claim: sub=demo-gp)"
     assert "does not verify" in event["outcomeDesc"]  # the precise reason stays in the audit
+
+
+def test_the_host_header_does_not_choose_the_audience_in_process(client, settings) -> None:
+    """Item 14 without SPGW_PUBLIC_BASE_URL (as `uvicorn gateway.asgi:app` would run): the base is the
+    address served, so an assertion aimed at a Host the caller chose does not verify."""
+    from gateway.auth.client_side import make_client_assertion
+
+    jwk = private_jwk(settings, "demo-gp")
+    forged = make_client_assertion(client_id="demo-gp", private_jwk=jwk, token_url="http://evil.example/oauth2/token")
+    response = client.post("/oauth2/token", data=token_form(forged), headers={"Host": "evil.example"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
