@@ -65,9 +65,15 @@ def backoff(attempts: int, settings: Settings, rng: Callable[[float, float], flo
 
 
 def claim(
-    engine: Engine, *, batch: int = CLAIM_BATCH, now: datetime | None = None, lease: timedelta = LEASE
+    engine: Engine,
+    *,
+    batch: int = CLAIM_BATCH,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
+    skip_targets: frozenset[str] = frozenset(),
 ) -> list[Claimed]:
-    """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
+    """Returns due rows, leased to this worker for `lease` (after which another worker may take them),
+    leaving out targets this pass already found unreachable."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
         query = (
@@ -80,6 +86,8 @@ def claim(
             .order_by(OutboxMessage.pk)  # type: ignore[arg-type]
             .limit(batch)
         )
+        if skip_targets:
+            query = query.where(OutboxMessage.target.not_in(skip_targets))  # type: ignore[attr-defined]
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
         rows = list(session.exec(query))
@@ -288,16 +296,42 @@ def deliver_one(engine: Engine, http: httpx.Client, item: Claimed, settings: Set
 def run_once(engine: Engine, settings: Settings, http: httpx.Client | None = None, *, lease: timedelta = LEASE) -> int:
     """Delivers every due row once; returns how many landed."""
     client = http or httpx.Client()
+    # A target that failed once in this pass is not tried again in it: its other rows wait for the
+    # next pass instead of holding up every other host's deliveries (no head-of-line blocking).
+    failed: set[str] = set()
     try:
         landed = 0
-        while batch := claim(engine, lease=lease):
-            landed += sum(deliver_one(engine, client, item, settings) for item in batch)
+        while batch := claim(engine, lease=lease, skip_targets=frozenset(failed)):
+            for item in batch:
+                if item.target in failed:
+                    release(engine, item)
+                    continue
+                if deliver_one(engine, client, item, settings):
+                    landed += 1
+                elif _still_pending(engine, item):
+                    failed.add(item.target)
             if len(batch) < CLAIM_BATCH:
                 break
         return landed
     finally:
         if http is None:
             client.close()
+
+
+def release(engine: Engine, item: Claimed) -> None:
+    """Gives a claimed row back unattempted (no attempt counted): it is due again at once."""
+    with transaction(engine) as session:
+        row = session.get(OutboxMessage, item.pk)
+        if row is not None and row.status == "pending":
+            row.locked_until = None
+            session.add(row)
+
+
+def _still_pending(engine: Engine, item: Claimed) -> bool:
+    """True when a failed delivery is waiting for a retry (not withdrawn, not dead-lettered)."""
+    with Session(engine) as session:
+        row = session.get(OutboxMessage, item.pk)
+        return row is not None and row.status == "pending"
 
 
 class WorkerThread(threading.Thread):
