@@ -32,6 +32,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/audit_verify.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/http_throughput.py
+	$(BIN)/python bench/operations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -105,6 +105,7 @@ def run_wrk(base: str, env: dict[str, str], seconds: int, connections: int) -> f
 
 def seed_demo_directory(data: Path) -> None:
     """Registers the demo organisations and clients before any worker starts (so workers do not race)."""
+    from gateway.auth.keys import ensure_keys
     from gateway.db import make_engine
     from gateway.demo import seed_directory
     from gateway.schema import init_db
@@ -113,6 +114,7 @@ def seed_demo_directory(data: Path) -> None:
     settings = Settings(data_dir=data)
     engine = make_engine(settings)
     init_db(engine)
+    ensure_keys(settings.keys_dir)  # what `spgw migrate` does: the workers only load the keys
     seed_directory(engine, settings)
     engine.dispose()
 

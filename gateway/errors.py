@@ -125,15 +125,20 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = allowed_methods(request)
         return await on_fhir_error(request, FhirError(exc.status_code, [Issue(code, text)], headers))
 
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError):  # type: ignore[no-untyped-def]
+        if not database_unavailable(exc):
+            return await on_unexpected(request, exc)
+        # The transaction rolled back: a retry is safe, and the caller should make one.
+        route = getattr(request.scope.get("route"), "path", "unmatched route")
+        log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, route)
+        error = FhirError(503, [Issue("transient", UNAVAILABLE)], {"Retry-After": RETRY_AFTER})
+        return await on_fhir_error(request, error)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
         # The route template, never the concrete path: paths can carry identifiers (/ig/v1/patients/{nhs}).
         route = getattr(request.scope.get("route"), "path", "unmatched route")
-        if database_unavailable(exc):
-            # The transaction rolled back: a retry is safe, and the caller should make one.
-            log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, route)
-            error = FhirError(503, [Issue("transient", UNAVAILABLE)], {"Retry-After": RETRY_AFTER})
-            return await _with_trace_ids(request, await on_fhir_error(request, error))
         log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, route, trace_without_messages(exc))
         error = FhirError(500, [Issue("exception", "The gateway hit an internal error; nothing was stored")])
         return await _with_trace_ids(request, await on_fhir_error(request, error))

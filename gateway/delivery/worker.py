@@ -67,12 +67,26 @@ def backoff(attempts: int, settings: Settings, rng: Callable[[float, float], flo
 
 
 def claim(
-    engine: Engine, *, batch: int = CLAIM_BATCH, now: datetime | None = None, lease: timedelta = LEASE
+    engine: Engine,
+    *,
+    batch: int = CLAIM_BATCH,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
+    skip_targets: frozenset[str] = frozenset(),
 ) -> list[Claimed]:
-    """Returns due rows, leased to this worker for `lease` (after which another worker may take them)."""
+    """Returns due rows, leased to this worker for `lease` (after which another worker may take them),
+    leaving out targets this pass already found unreachable."""
     now = now or datetime.now(UTC)
     with transaction(engine) as session:
-        rows = outbox.lease_due(session, DELIVERY, now=now, batch=batch, lease=lease, skip_locked=is_postgres(engine))
+        rows = outbox.lease_due(
+            session,
+            DELIVERY,
+            now=now,
+            batch=batch,
+            lease=lease,
+            skip_locked=is_postgres(engine),
+            skip_targets=skip_targets,
+        )
         return [
             Claimed(row.pk or 0, row.kind, row.target, row.dedup_key, row.body, row.content_type, row.attempts)
             for row in rows
@@ -377,16 +391,42 @@ def run_once(
 ) -> int:
     """Delivers every due row once; returns how many landed."""
     client = http or httpx.Client()
+    # A target that failed once in this pass is not tried again in it: its other rows wait for the
+    # next pass instead of holding up every other host's deliveries (no head-of-line blocking).
+    failed: set[str] = set()
     try:
         landed = 0
-        while batch := claim(engine, lease=lease):
-            landed += sum(_deliver_isolated(engine, client, item, settings, resolver) for item in batch)
+        while batch := claim(engine, lease=lease, skip_targets=frozenset(failed)):
+            for item in batch:
+                if item.target in failed:
+                    release(engine, item)
+                    continue
+                if _deliver_isolated(engine, client, item, settings, resolver):
+                    landed += 1
+                elif _still_pending(engine, item):
+                    failed.add(item.target)
             if len(batch) < CLAIM_BATCH:
                 break
         return landed
     finally:
         if http is None:
             client.close()
+
+
+def release(engine: Engine, item: Claimed) -> None:
+    """Gives a claimed row back unattempted (no attempt counted): it is due again at once."""
+    with transaction(engine) as session:
+        row = outbox.row(session, DELIVERY, item.pk)
+        if row is not None and row.status == "pending":
+            row.locked_until = None
+            session.add(row)
+
+
+def _still_pending(engine: Engine, item: Claimed) -> bool:
+    """True when a failed delivery is waiting for a retry (not withdrawn, not dead-lettered)."""
+    with Session(engine) as session:
+        row = outbox.row(session, DELIVERY, item.pk)
+        return row is not None and row.status == "pending"
 
 
 class WorkerThread(threading.Thread):

@@ -32,10 +32,18 @@ def enqueue(
 
 @scoped(DeliveryWorker)
 def lease_due(
-    session: Session, scope: DeliveryWorker, *, now: datetime, batch: int, lease: timedelta, skip_locked: bool
+    session: Session,
+    scope: DeliveryWorker,
+    *,
+    now: datetime,
+    batch: int,
+    lease: timedelta,
+    skip_locked: bool,
+    skip_targets: frozenset[str] = frozenset(),
 ) -> list[OutboxMessage]:
-    """Returns up to `batch` due rows (oldest first), leased until now + lease. The limit here is a batch
-    size, not a filter: every due row is taken by a later batch."""
+    """Returns up to `batch` due rows (oldest first), leased until now + lease, leaving out `skip_targets`
+    (receivers found unreachable in this pass). The limit here is a batch size, not a filter: every due
+    row is taken by a later batch."""
     query = (
         orm_select(OutboxMessage)
         .where(
@@ -46,6 +54,8 @@ def lease_due(
         .order_by(col(OutboxMessage.pk))
         .limit(batch)
     )
+    if skip_targets:
+        query = query.where(col(OutboxMessage.target).not_in(skip_targets))
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     rows = list(session.exec(query))
