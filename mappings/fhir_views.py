@@ -32,7 +32,7 @@ def _element_flags(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
         name = field.alias or ""
         if extra.get("summary_element_property"):
             summary.add(name)
-        if extra.get("element_required"):
+        if extra.get("element_required") or field.is_required():  # required primitives / complex elements
             mandatory.add(name)
     return frozenset(summary), frozenset(mandatory)
 
