@@ -402,3 +402,11 @@ def test_after_a_cancellation_the_task_business_status_agrees_with_its_status(cl
 
     assert task["status"] == "cancelled"
     assert task["businessStatus"]["text"].startswith("cancelled")
+
+
+def test_an_include_needs_the_read_scope_of_what_it_includes(client, token_for) -> None:
+    # demo-vcse may search Tasks but not read ServiceRequests: including them is refused, not leaked
+    response = get(client, token_for, "/fhir/Task", {"_include": "Task:focus"}, who="demo-vcse")
+
+    assert response.status_code == 403
+    assert response.json()["issue"][0]["code"] == "forbidden"
