@@ -258,7 +258,7 @@ def update_consent(
     request: Request,
     ctx: RequestContext = Depends(requires("Consent", "u", "update")),
     body: dict[str, Any] = Depends(fhir_body),
-) -> FhirResponse:
+) -> Response:
     _checked_put_body(body, "Consent", resource_id)
     with ctx.transaction():
         stored = consent_flow.update(ctx, resource_id, body, if_match=if_match(request))
