@@ -173,3 +173,21 @@ def test_bundle_invariants_hold_on_the_answers(client, token_for) -> None:
     for bundle in bundles:
         for key, expression in invariants.items():
             assert evaluate(bundle, expression) == [True], (key, bundle["type"])
+
+
+def test_the_outcome_write_back_transaction_is_valid_r4_json(client, token_for) -> None:
+    """The one FHIR document the gateway sends out (to a GP system's endpoint), built from the stored
+    outcome Observations of a real exchange."""
+    from gateway.pipeline.outcomes import transaction_bundle
+
+    documents = exchange(client, token_for)
+    observations = [r for d in documents for r in resources_in(d) if r["resourceType"] == "Observation" and r.get("id")]
+    service_request = next(r for d in documents for r in resources_in(d) if r["resourceType"] == "ServiceRequest")
+    assert observations
+
+    bundle = transaction_bundle(list({o["id"]: o for o in observations}.values()), service_request, lambda _: None)
+
+    assert empty_array_path(bundle) is None
+    for resource in resources_in(bundle):
+        errors = list(validator(resource["resourceType"]).iter_errors(resource))
+        assert not errors, (resource["resourceType"], [(list(e.absolute_path), e.message[:200]) for e in errors[:3]])
