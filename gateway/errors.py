@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from audit.events import ACTION_BY_INTERACTION, rest_event, system_event
 from gateway.deps import app_state, make_context
@@ -88,13 +89,13 @@ def audit_failure(request: Request, error: FhirError) -> None:
 
 def allowed_methods(request: Request) -> str:
     """The Allow header of a 405 (RFC 9110 §15.5.6): every method some route serves at this path, not
-    only those of the first route whose path matched; HEAD wherever GET is (FHIR routes answer it)."""
-    path = request.url.path
+    only those of the first route whose path matched; HEAD wherever GET is (FHIR routes answer it).
+    Asked of the routes themselves (Starlette's `matches`), so nested routers are covered too."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods |= set(getattr(route, "methods", None) or ())
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -1,5 +1,5 @@
 """Partial views of a resource a FHIR search may ask for (R4 §3.1.1.5.7 `_summary`, §3.1.1.5.8
-`_elements`), and the JSON rule that no array or object is empty (R4 §2.6.2). Pure.
+`_elements`). Pure.
 
 Which elements are "summary" and which are mandatory comes from the R4 StructureDefinitions as
 fhir.resources carries them (`summary_element_property`, `element_required`). A subsetted view is
@@ -32,7 +32,7 @@ def _element_flags(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
         name = field.alias or ""
         if extra.get("summary_element_property"):
             summary.add(name)
-        if extra.get("element_required"):
+        if extra.get("element_required") or field.is_required():  # required primitives / complex elements
             mandatory.add(name)
     return frozenset(summary), frozenset(mandatory)
 
@@ -68,26 +68,3 @@ def summary_view(resource: dict[str, Any], summary: Summary) -> dict[str, Any]:
 def elements_view(resource: dict[str, Any], elements: frozenset[str]) -> dict[str, Any]:
     """Returns the `_elements` view: the named top-level elements and the mandatory ones."""
     return _subsetted(resource, elements | _element_flags(resource["resourceType"])[1])
-
-
-def is_resource_type(name: str) -> bool:
-    try:
-        get_fhir_model_class(name)
-    except (KeyError, ValueError, AttributeError, ImportError):
-        return False
-    return True
-
-
-def without_empty(node: Any) -> Any:
-    """Returns `node` without empty arrays and objects, at any depth (R4 JSON: an element is present with
-    content or absent)."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            kept = without_empty(value)
-            if kept not in ({}, []):
-                out[key] = kept
-        return out
-    if isinstance(node, list):
-        return [kept for item in node if (kept := without_empty(item)) not in ({}, [])]
-    return node

@@ -156,9 +156,15 @@ def relink(node: Any, index: BundleIndex, links: Links, patient_ref: dict[str, A
         return node
     ref = node.get("reference")
     if isinstance(ref, str):
-        if ref in links:
-            return {**node, "reference": links[ref]}
         target = index.get(ref)
+        if ref in links:
+            # The target's business identifier rides along, as a logical reference would carry it: who a
+            # referral is addressed to (performer ODS code) is read from it.
+            linked = {**node, "reference": links[ref]}
+            identifiers = (target or {}).get("identifier") or []
+            if "identifier" not in linked and identifiers and isinstance(identifiers[0], dict):
+                linked["identifier"] = {k: identifiers[0][k] for k in ("system", "value") if k in identifiers[0]}
+            return linked
         if target is not None and target.get("resourceType") == "Patient" and patient_ref is not None:
             return {**patient_ref, **({"display": node["display"]} if node.get("display") else {})}
         if target is not None:

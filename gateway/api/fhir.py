@@ -14,6 +14,7 @@ from starlette.responses import Response
 from audit.events import rest_event
 from gateway.api.fhir_common import http_date, if_match, not_modified, resource_response, written_response
 from gateway.api.fhir_search import (
+    INCLUDES,
     RESULT_PARAMS,
     SearchRequest,
     included,
@@ -31,7 +32,7 @@ from gateway.pipeline import referrals
 from gateway.storage.repository import Stored
 from mappings.referral_records import REFERENCED_TYPES, patient_nhs_of
 from profiles import systems
-from profiles.outcomes import FhirError, Issue, bad_request
+from profiles.outcomes import FhirError, Issue, bad_request, forbidden
 from profiles.structure import check_structure
 
 router = APIRouter(prefix="/fhir")
@@ -64,11 +65,22 @@ def _searched_nhs(params: list[tuple[str, str]]) -> str | None:
 
 def _search(request: Request, ctx: RequestContext, rtype: str, items: list[tuple[str, str]]) -> FhirResponse:
     search = parse_search(rtype, items, ctx, is_lenient=lenient(request))
+    assert ctx.principal is not None
+    # An included resource is read as much as a matched one: the token must allow reading its type.
+    read_types = [(INCLUDES[pair], pair) for pair in search.includes] + [(pair[0], pair) for pair in search.revincludes]
+    for other, (source, param) in read_types:
+        if not ctx.principal.may(other, "r"):
+            raise forbidden(f"The token does not grant system/{other}.r, which including {source}:{param} needs")
     with ctx.transaction():
         repo = ctx.repo()
         matches, more, total = run_search(repo, rtype, search)
         extra = included(repo, rtype, search, matches)
-        described = "&".join(f"{k}={'<nhs-number>' if 'identifier' in k else v}" for k, v in search.params)
+        described = "&".join(
+            f"{k}={'<nhs-number>' if 'identifier' in k else v}"
+            for k, v in [*search.params, *((k, v) for k, v in search.passthrough if k in ("_include", "_revinclude"))]
+        )
+        if extra:
+            described += f" ({len(extra)} included)"
         _audit_rest(ctx, "search-type", rtype, None, _searched_nhs(search.params), f"{rtype} search {described}"[:500])
     return FhirResponse(searchset(ctx, rtype, search, matches, more, total, extra))
 
@@ -246,7 +258,7 @@ def update_consent(
     request: Request,
     ctx: RequestContext = Depends(requires("Consent", "u", "update")),
     body: dict[str, Any] = Depends(fhir_body),
-) -> FhirResponse:
+) -> Response:
     _checked_put_body(body, "Consent", resource_id)
     with ctx.transaction():
         stored = consent_flow.update(ctx, resource_id, body, if_match=if_match(request))

@@ -42,6 +42,7 @@ TOTALS = ("none", "estimate", "accurate")
 # `_include` / `_revinclude` this server follows: (source type, reference parameter) -> target type.
 INCLUDES: dict[tuple[str, str], str] = {
     ("ServiceRequest", "patient"): "Patient",
+    ("ServiceRequest", "subject"): "Patient",  # R4's own name; fhirclient's include() uses element names
     ("Observation", "based-on"): "ServiceRequest",
     ("Observation", "patient"): "Patient",
     ("Task", "focus"): "ServiceRequest",

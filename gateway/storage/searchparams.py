@@ -110,6 +110,7 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
                 reference_identifiers("subject"),
             ),
             _p("patient", "reference", "The Patient the referral is for", references("subject")),
+            _p("subject", "reference", "Who the referral is for (the Patient)", references("subject")),
             _p("status", "token", "active | revoked | completed | ...", code("status")),
             _p(
                 "performer:identifier",

@@ -55,7 +55,7 @@ def _search(client, token_for, **params: str) -> dict[str, Any]:
 
 
 def _events(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "AuditEvent"]
+    return [e["resource"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] == "AuditEvent"]
 
 
 def _patient(event: dict[str, Any]) -> str | None:

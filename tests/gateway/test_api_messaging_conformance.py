@@ -170,7 +170,8 @@ def test_who_referred_and_what_supports_it_are_stored_and_resolvable(client, tok
     assert qr["subject"]["reference"] == sr["subject"]["reference"]  # the stored Patient
     # the Patient keeps its GP (the same stored Organization) and its NHS number verification status
     patient = client.get(f"/fhir/{sr['subject']['reference']}", headers=gp).json()
-    assert patient["generalPractitioner"] == [{"reference": role["organization"]["reference"]}]
+    assert [gp["reference"] for gp in patient["generalPractitioner"]] == [role["organization"]["reference"]]
+    assert patient["generalPractitioner"][0]["identifier"] == {"system": ODS, "value": GP_A}
     assert patient["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "01"
     # searchable in the referring tenant
     found = client.get(

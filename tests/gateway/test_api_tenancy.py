@@ -133,8 +133,8 @@ def test_a_patient_search_finds_only_the_callers_own_referral_of_a_shared_patien
 ) -> None:
     params = {"patient:identifier": f"{NHS}|{PATIENT}"}
 
-    for_a = client.get("/fhir/ServiceRequest", params=params, headers=token_for("demo-gp")).json()["entry"]
-    for_b = client.get("/fhir/ServiceRequest", params=params, headers=token_for("demo-gp-b")).json()["entry"]
+    for_a = client.get("/fhir/ServiceRequest", params=params, headers=token_for("demo-gp")).json().get("entry", [])
+    for_b = client.get("/fhir/ServiceRequest", params=params, headers=token_for("demo-gp-b")).json().get("entry", [])
 
     assert [e["resource"]["id"] for e in for_a] == [referral_a.service_request]
     assert [e["resource"]["identifier"][0]["value"] for e in for_b] == ["TEN-B"]

@@ -114,3 +114,24 @@ def test_relink_points_at_the_stored_patient_and_drops_dangling_message_referenc
     patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     node = {"subject": {"reference": patient_url}, "basedOn": [{"reference": "urn:uuid:gone"}], "x": 1}
     assert relink(node, index, {}, PATIENT_REF) == {"subject": PATIENT_REF, "x": 1}
+
+
+def test_a_relinked_reference_keeps_the_targets_identifier_so_the_addressee_is_still_known() -> None:
+    bundle, by_type = _message()
+    host_url = "urn:uuid:host"
+    bundle["entry"].append(
+        {
+            "fullUrl": host_url,
+            "resource": {"resourceType": "Organization", "identifier": [{"system": ODS_CODE, "value": "8VC02"}]},
+        }
+    )
+    sr = {**by_type["ServiceRequest"], "performer": [{"reference": host_url}]}
+    index = message_index(bundle)
+    _, links = referenced_resources([sr], index, lambda: "org1")
+
+    record = service_request_record(sr, PATIENT_REF, index, links)
+
+    assert record["performer"] == [
+        {"reference": "Organization/org1", "identifier": {"system": ODS_CODE, "value": "8VC02"}}
+    ]
+    assert performer_org(record) == "8VC02"
