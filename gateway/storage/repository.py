@@ -56,7 +56,7 @@ _FIND_BY_TOKEN = (
 )
 _FIND_BY_TOKEN_IN_TENANT = _FIND_BY_TOKEN.where(FhirResource.tenant == bindparam("tenant"))
 CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
-# A VCSE host knows a referral by its pseudonymous id only (DESIGN.md IG rule 3): its view of a Task
+# A VCSE host knows a referral by its pseudonymous id only (docs/design.md IG rule 3): its view of a Task
 # leaves out the element naming the patient, and it cannot search Tasks by patient.
 VCSE_HIDDEN_TASK_ELEMENTS = ("for",)
 VCSE_REFUSED_TASK_PARAMS = frozenset({"patient", "patient:identifier"})
