@@ -141,6 +141,17 @@ def _security_schemes() -> dict[str, Any]:
     }
 
 
+def _summary(description: str, name: str) -> str:
+    """A readable summary (the docstring's first sentence, else the route name in words), not FastAPI's
+    "Vcse.Set-Status"."""
+    if not description:
+        prefix, _, action = name.rpartition(".")
+        words = action.replace("-", " ")
+        return f"{prefix} {words}" if prefix[:1].isupper() else words.capitalize()  # "Task vread", "List clients"
+    sentence = description.split("\n\n")[0].split(". ")[0].replace("\n", " ").rstrip(".")
+    return sentence if len(sentence) <= 90 else sentence[:90].rsplit(" ", 1)[0] + "..."
+
+
 def _finish_operation(path: str, method: str, operation: dict[str, Any], route: APIRoute | None) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     is_fhir = path.startswith("/fhir")
@@ -160,6 +171,9 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any], route: 
             "required": True,
             "content": {FHIR_JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
+    if is_fhir and not operation.get("tags"):
+        operation["tags"] = ["FHIR R4"]
+    operation["summary"] = _summary(operation.get("description", ""), route.name if route else "")
     scope = _scope_of(route) if route is not None else None
     operation["security"] = [{"oauth2": [scope]}, {"bearer": []}] if scope else []
 
