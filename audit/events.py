@@ -2,7 +2,7 @@
 
 One `AuditContext` (who called, from where, with which trace ids) goes in, one AuditEvent
 dict comes out; nothing here reads a clock, a database or a request. The shapes follow
-BALP (IHE ITI Basic Audit Log Patterns) as mapped in DESIGN.md "Audit patterns":
+BALP (IHE ITI Basic Audit Log Patterns) as mapped in docs/design.md "Audit patterns":
 
 | builder                  | BALP pattern                 | type / subtype / action                              |
 | ------------------------ | ---------------------------- | ---------------------------------------------------- |

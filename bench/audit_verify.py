@@ -1,6 +1,6 @@
 """Benchmark: audit-log verification against the raw SHA-256 floor over the same bytes.
 
-DESIGN.md target: verification runs at no less than half of raw SHA-256 throughput.
+docs/design.md target: verification runs at no less than half of raw SHA-256 throughput.
 It builds N real canonical AuditEvent entries in memory, then times
   (a) raw: one `hashlib.sha256(entry).digest()` per entry (the floor), and
   (b) verify: per entry the RFC 9162 leaf hash, a comparison with the stored leaf hash,

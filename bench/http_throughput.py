@@ -2,7 +2,7 @@
 that only parses the same bundle, same server (uvicorn, httptools + uvloop), same worker count,
 same load generator (wrk), same run.
 
-DESIGN.md target: the gateway serves at least 70% of the bare endpoint's throughput.
+docs/design.md target: the gateway serves at least 70% of the bare endpoint's throughput.
 
 Each request carries a distinct referral (its own valid NHS number, identifier and X-Request-ID,
 made by the wrk Lua script), so the gateway stores every one; the bare endpoint gets the same bytes.

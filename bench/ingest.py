@@ -1,6 +1,6 @@
 """Ingest benchmark: what one referral costs the whole in-process pipeline, against the library floor.
 
-DESIGN.md, "Non-functional targets": the whole pipeline per referral bundle costs at most 2x parsing
+docs/design.md, "Non-functional targets": the whole pipeline per referral bundle costs at most 2x parsing
 and validating that bundle with fhir.resources alone, same run.
 
     pipeline   what POST /fhir/$process-message does minus HTTP: parse_json, check_structure

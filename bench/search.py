@@ -1,6 +1,6 @@
 """Search benchmark: what a patient search costs with 1,000,000 stored referrals against 1,000.
 
-DESIGN.md target: at 1,000,000 stored referrals a patient search (`patient:identifier`, as a GP
+docs/design.md target: at 1,000,000 stored referrals a patient search (`patient:identifier`, as a GP
 system runs it) costs at most 1.5x what it costs at 1,000.
 
 Two SQLite databases are filled with the same shape of data, N referrals each from 50 practices

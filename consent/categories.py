@@ -46,6 +46,6 @@ _DISPLAY: dict[DataCategory, str] = {
 ALL_CATEGORIES: frozenset[str] = frozenset(c.value for c in DataCategory)
 
 # A social prescribing referral is shared for the patient's care: v3-ActReason TREAT
-# ("treatment"), the purposeOfUse BALP puts on a PrivacyDisclosure (DESIGN.md, audit patterns).
+# ("treatment"), the purposeOfUse BALP puts on a PrivacyDisclosure (docs/design.md, audit patterns).
 PURPOSE_SYSTEM = V3_ACT_REASON
 SOCIAL_PRESCRIBING_PURPOSE = "TREAT"

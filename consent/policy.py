@@ -1,7 +1,7 @@
 """The disclosure decision: may organisation X receive categories Y about this patient for purpose Z now?
 
 Input is the patient's R4 Consent resources as stored JSON (dicts). The model is opt-in to
-share with a named organisation (DESIGN.md, "Consent"): only a Consent whose root
+share with a named organisation (docs/design.md, "Consent"): only a Consent whose root
 `provision` is a `permit` naming the recipient as an information recipient (IRCP) can
 allow a disclosure; everything else, including an unreadable element, reads as "do not
 disclose". docs/consent.md states each rule in plain English.
@@ -166,7 +166,7 @@ def _read(
         return None, (f"{label} {why}" if names else None)
 
     if kind not in ("permit", "deny"):
-        # Opt-in must be explicit (DESIGN.md: provision.type permit); an untyped root grants nothing.
+        # Opt-in must be explicit (docs/design.md: provision.type permit); an untyped root grants nothing.
         return unused("has no provision.type permit")
     if consent.get("status") != "active":
         # Consent.status: only `active` is in force; `inactive` is how a patient withdraws.

@@ -198,7 +198,7 @@ def sample_message(
 
 
 def _consent(patient: dict, recipients: list[str], when: str) -> dict:
-    """Returns an R4 opt-in Consent to share the referral with the named organisations (DESIGN.md)."""
+    """Returns an R4 opt-in Consent to share the referral with the named organisations (docs/design.md)."""
     return {
         "resourceType": "Consent",
         "status": "active",

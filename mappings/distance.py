@@ -1,6 +1,6 @@
 """Distance travelled: how each wellbeing measure changed between two submissions (pure).
 
-Commissioners ask for "people with a demonstrable wellbeing improvement" (DESIGN.md). For every
+Commissioners ask for "people with a demonstrable wellbeing improvement" (docs/design.md). For every
 measure present in both submissions we report the change and whether it crosses a published
 meaningful-change threshold; where we found no published threshold, `meaningful` is None and the
 derived Observation carries no interpretation. Thresholds and their sources: docs/outcomes.md.

@@ -4,7 +4,7 @@ Every concept the outcome mapping writes is a `Measure` here; every coding it ca
 `Coding` with its status (`confirmed`, `unconfirmed` or `local`) and the source that backs it.
 docs/codes.md is this table in prose: change one, change the other.
 
-Rules (DESIGN.md, "Codes and identifiers we know"): never invent a SNOMED CT or LOINC code. A
+Rules (docs/design.md, "Codes and identifiers we know"): never invent a SNOMED CT or LOINC code. A
 concept with no code we could confirm gets a code in our own CodeSystem, `LOCAL_MEASURES`.
 
 The module also holds the SWEMWBS raw-to-metric conversion table: it is reference data about
@@ -27,8 +27,8 @@ Status = Literal["confirmed", "unconfirmed", "local"]
 Category = Literal["survey", "social-history"]
 
 _LOCAL_SOURCE = "sp-gateway local code: no national code found (docs/codes.md)"
-_NHSE_SP = "NHS England, social prescribing SNOMED CT codes (DESIGN.md, STACK-NOTES.md)"
-# DESIGN.md lists 718466001 as "seen ... confirm before relying on it". We found it again in a
+_NHSE_SP = "NHS England, social prescribing SNOMED CT codes (docs/design.md)"
+# docs/design.md lists 718466001 as "seen ... confirm before relying on it". We found it again in a
 # public copy of NHS Digital's MHSDS assessment-tool reference table (same display, range 7-35,
 # SNOMED "v2"), but not in a SNOMED CT browser: it stays unconfirmed and rides as a second coding.
 _SWEMWBS_SNOMED_SOURCE = (

@@ -4,7 +4,7 @@ A packet is an envelope (who, what, when; always present) plus content fields. E
 field belongs to one consent data category and is disclosed only when the recipient's
 data-sharing agreement allows it (`allowed_fields`), the consent decision permits its
 category, and the source holds a value: anything else is absent, never null or empty
-(DESIGN.md, IG rule 2 "minimum necessary"). `Packet.fields` lists exactly the content paths
+(docs/design.md, IG rule 2 "minimum necessary"). `Packet.fields` lists exactly the content paths
 disclosed, for the audit. docs/packet.md has the field table and a worked example.
 
 Pure: no I/O, no clock (`created_at` is a parameter).
@@ -49,7 +49,7 @@ NOTICE_REASONS: dict[str, dict[str, str]] = {
         "revoked": "The referrer has cancelled this referral.",
         "entered-in-error": "The referrer sent this referral in error.",
     },
-    # cease: the lawful basis ended (DESIGN.md IG rule 1: withdrawal sends recipients a cease notice)
+    # cease: the lawful basis ended (docs/design.md IG rule 1: withdrawal sends recipients a cease notice)
     "cease": {
         "consent-withdrawn": "The person has withdrawn consent to share this referral with you.",
         "consent-expired": "The person's consent to share this referral with you has ended.",
@@ -468,7 +468,7 @@ FIELDS: tuple[FieldSpec, ...] = (
 
 ALL_FIELDS: tuple[str, ...] = tuple(spec.path for spec in FIELDS)
 FIELD_CATEGORY: dict[str, str] = {spec.path: spec.category.value for spec in FIELDS}
-# DESIGN.md IG rule 2: no NHS number, diagnosis, medication or full address unless agreed;
+# docs/design.md IG rule 2: no NHS number, diagnosis, medication or full address unless agreed;
 # the referrer's free text (reasons and notes) is left out too, because it can carry clinical detail.
 DEFAULT_ALLOWED_FIELDS: frozenset[str] = frozenset(spec.path for spec in FIELDS if spec.default)
 _CONTENT_GROUPS = frozenset(spec.path.split(".")[0] for spec in FIELDS)

@@ -1,6 +1,6 @@
 """What a valid R4 Consent is for the gateway: an opt-in to share with named organisations.
 
-The structure DESIGN.md describes ("Consent: opt-in to share with a named organisation"):
+The structure docs/design.md describes ("Consent: opt-in to share with a named organisation"):
 status active, scope consentscope#patient-privacy, a category (BaRS DRC or LOINC 59284-0),
 policyRule or policy, provision.type permit, provision.actor = recipient (role IRCP and a
 reference to the organisation, by ODS code where it has one).

@@ -27,6 +27,6 @@ LOCAL_REFERRAL_ID = f"{LOCAL_BASE}/Id/referral-id"
 LOCAL_NEED_CATEGORY = f"{LOCAL_BASE}/CodeSystem/need-category"
 VCSE_ORG_ID = f"{LOCAL_BASE}/Id/vcse-organisation"
 
-# SNOMED CT concepts confirmed by NHS England for social prescribing (DESIGN.md).
+# SNOMED CT concepts confirmed by NHS England for social prescribing (docs/design.md).
 SP_REFERRAL = "871731000000106"  # Referral to social prescribing service (procedure)
 SP_DECLINED = "871711000000103"  # Social prescribing declined (situation)

@@ -10,6 +10,7 @@ Swagger UI is served from the `swagger-ui-bundle-v2` package's files: nothing lo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import swagger_ui_bundle
@@ -140,6 +141,17 @@ def _security_schemes() -> dict[str, Any]:
     }
 
 
+def _summary(description: str, name: str) -> str:
+    """A readable summary (the docstring's first sentence, else the route name in words), not FastAPI's
+    "Vcse.Set-Status"."""
+    if not description:
+        prefix, _, action = name.rpartition(".")
+        words = action.replace("-", " ")
+        return f"{prefix} {words}" if prefix[:1].isupper() else words.capitalize()  # "Task vread", "List clients"
+    sentence = description.split("\n\n")[0].split(". ")[0].replace("\n", " ").rstrip(".")
+    return sentence if len(sentence) <= 90 else sentence[:90].rsplit(" ", 1)[0] + "..."
+
+
 def _finish_operation(path: str, method: str, operation: dict[str, Any], route: APIRoute | None) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     is_fhir = path.startswith("/fhir")
@@ -159,8 +171,21 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any], route: 
             "required": True,
             "content": {FHIR_JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
+    if is_fhir and not operation.get("tags"):
+        operation["tags"] = ["FHIR R4"]
+    operation["summary"] = _summary(operation.get("description", ""), route.name if route else "")
     scope = _scope_of(route) if route is not None else None
     operation["security"] = [{"oauth2": [scope]}, {"bearer": []}] if scope else []
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Yields every APIRoute, looking inside included routers (FastAPI keeps those as their own route objects)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -183,10 +208,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if name in schemas:
             schemas[name]["externalDocs"] = {"description": "JSON Schema", "url": schema_url(url)}
     components["securitySchemes"] = _security_schemes()
-    routes = {(r.path, m.lower()): r for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+    routes = {(r.path, m.lower()): r for r in _api_routes(app.routes) for m in r.methods}
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             _finish_operation(path, method, operation, routes.get((path, method)))
+    # Every scope an operation names is declared by the flow (SMART: `.u` is within a client's `.rsu`).
+    flow_scopes = components["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for requirement in operation["security"]:
+                for scope in requirement.get("oauth2", []):
+                    flow_scopes.setdefault(scope, f"SMART v2 system scope {scope}")
     doc["externalDocs"] = {"description": "Published JSON Schemas", "url": "/vcse/v1/schema"}
     app.openapi_schema = doc
     return doc

@@ -204,4 +204,3 @@ def sandbox_referral(ctx: RequestContext = Depends(requires("Task", "s", "vcse-s
         made = sandbox.make_referral(ctx)
         _audit(ctx, "vcse-sandbox-referral", f"sandbox referral {made['referral_id']} made for the caller")
     return JsonResponse(made, status_code=201)
-

@@ -11,6 +11,7 @@ then dead-lettered where `spgw outbox list --status dead` and the admin API show
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from audit import store as audit_store
+from audit.canonical import canonical_json
 from audit.events import AuditContext, disclosure_event, system_event
 from gateway.context import RequestContext
 from gateway.db import is_postgres, transaction
@@ -148,6 +150,9 @@ def _record_success(session: Session, row: OutboxMessage, sent: Claimed, now: da
             outcome=0,
             recorded=now,
         )
+        # This version is now the host's: a later pull of the same content is re-access (gateway/pipeline/workflow.py).
+        packet.disclosed_sha256 = hashlib.sha256(canonical_json(orjson.loads(sent.body))).hexdigest()
+        session.add(packet)
     elif row.kind == "fhir-writeback":
         event = _write_back_disclosure(session, row, sent, now)
     else:

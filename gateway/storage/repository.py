@@ -46,7 +46,7 @@ _INSERT_RESOURCE = insert(FhirResource.__table__).returning(FhirResource.__table
 _INSERT_VERSION = insert(ResourceVersion.__table__)  # type: ignore[attr-defined]
 _INSERT_TOKEN = insert(SearchToken.__table__)  # type: ignore[attr-defined]
 CLINICAL_TYPES = frozenset({"ServiceRequest", "Patient", "Observation", "Task"})
-# A VCSE host knows a referral by its pseudonymous id only (DESIGN.md IG rule 3): its view of a Task
+# A VCSE host knows a referral by its pseudonymous id only (docs/design.md IG rule 3): its view of a Task
 # leaves out the element naming the patient, and it cannot search Tasks by patient.
 VCSE_HIDDEN_TASK_ELEMENTS = ("for",)
 VCSE_REFUSED_TASK_PARAMS = frozenset({"patient", "patient:identifier"})

@@ -129,6 +129,6 @@ def normalise_segments(text: str) -> str:
     """Returns `text` with CR LF and LF segment separators turned into CR.
 
     HL7 v2 (2.5 ch. 2.5.3) ends every segment with CR; hl7apy given LF parses the MSH alone
-    and silently drops every other segment (STACK-NOTES.md).
+    and silently drops every other segment (hl7apy 1.3.5, checked: docs/hl7v2.md).
     """
     return text.replace("\r\n", "\r").replace("\n", "\r")

@@ -336,7 +336,7 @@ def _hl7apy_parse(lines: list[str], encoding: Encoding) -> Message:
     """Returns hl7apy's Message; raises AR naming the first segment hl7apy cannot read."""
     text = "\r".join(lines)
     try:
-        # find_groups=False keeps Z-segments and segments in an unexpected order (STACK-NOTES.md).
+        # find_groups=False keeps Z-segments and segments in an unexpected order (hl7apy 1.3.5, checked).
         return hl7apy_parse_message(text, validation_level=VALIDATION_LEVEL.QUIET, find_groups=False)
     except (HL7apyException, ValueError) as exc:
         segment = _first_unreadable(lines, encoding)

@@ -27,9 +27,8 @@ NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 HOST_A, HOST_B = "8VC01", "8VC02"
 NHS = "9999999468"
 
-# BaRS implementation guide example CONS01 (NHSDigital/NHSDigital-FHIR-BookingAndReferrals),
-# copied from ../shared/fixtures/fhir/bars-ig_CONS01_consent_direct-care.json so the test runs
-# on a clone without the shared folder. Valid, and it names no recipient.
+# BaRS implementation guide example CONS01 (NHSDigital/NHSDigital-FHIR-BookingAndReferrals), a consent
+# for direct care, copied here so the test needs no other file. Valid, and it names no recipient.
 BARS_CONS01: dict[str, Any] = {
     "resourceType": "Consent",
     "id": "8fc39b95-89a6-45fb-914f-1458a10e9e14",
@@ -71,8 +70,8 @@ BARS_CONS01: dict[str, Any] = {
     },
 }
 
-# UK Core example UKCore-Consent-ForInformationAccess-Example (HL7 UK, Apache-2.0), copied from
-# ../shared/fixtures/fhir/ukcore_consent_for-information-access.json (narrative left out).
+# UK Core example UKCore-Consent-ForInformationAccess-Example (HL7 UK, Apache-2.0), copied here
+# (narrative left out).
 UKCORE_INFORMATION_ACCESS: dict[str, Any] = {
     "resourceType": "Consent",
     "id": "UKCore-Consent-ForInformationAccess-Example",
@@ -116,7 +115,7 @@ UKCORE_INFORMATION_ACCESS: dict[str, Any] = {
 
 
 def harness_consent(patient_ref: str, nhs: str, orgs: list[str], status: str = "active") -> dict[str, Any]:
-    """The Consent an outside GP system sends, as ../shared/contract/harness.py `consent()` writes it."""
+    """The Consent an outside GP system sends, as an outside integrator's checks write it."""
     return {
         "resourceType": "Consent",
         "status": status,
@@ -172,7 +171,7 @@ def consent(
     period: dict[str, str] | None = None,
     **provision: Any,
 ) -> dict[str, Any]:
-    """An opt-in Consent shaped as DESIGN.md describes; keyword arguments replace provision elements."""
+    """An opt-in Consent shaped as docs/design.md describes; keyword arguments replace provision elements."""
     body: dict[str, Any] = {
         "period": {"start": "2026-11-20"} if period is None else period,
         "purpose": [{"system": V3_ACT_REASON, "code": "TREAT"}],

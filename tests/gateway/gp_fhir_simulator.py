@@ -1,5 +1,5 @@
 """A GP system's FHIR endpoint, simulated: a small threaded HTTP server on 127.0.0.1 that takes the
-gateway's outcome write-back the way a plain FHIR R4 server does (DESIGN.md: "to a plain FHIR
+gateway's outcome write-back the way a plain FHIR R4 server does (docs/design.md: "to a plain FHIR
 server, a transaction Bundle").
 
 `POST <url>` with a `transaction` Bundle (FHIR R4 §3.1.0.11, "Transactions"):

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -298,3 +299,39 @@ def test_spgw_keys_rotate_adds_a_signing_key_and_keeps_the_previous_one_verifyin
     new_token = issue_access_token(after, principal, issuer="http://gw", ttl=300)
     assert json.loads(base64.urlsafe_b64decode(new_token.split(".")[0] + "=="))["kid"] == after.current.kid
     assert (keys_dir / "token-signing.jwks.json").stat().st_mode & 0o777 == 0o600
+
+
+# -- the README, as written -------------------------------------------------------------------------
+
+
+def readme_walk_through() -> str:
+    """Returns the README's "A referral, step by step" shell block."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## A referral, step by step", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_walk_through_runs_as_written_twice(tmp_path: Path) -> None:
+    import shutil
+
+    script = readme_walk_through()
+    assert "<" not in script.replace("<<", ""), "the README asks the reader to fill in a <placeholder>"
+    for tool in ("bash", "curl", "jq"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    with running_demo(tmp_path / "data", tmp_path / "demo.log") as demo:
+        env = {**clean_env(), "BASE": demo.base_url, "DATA": str(demo.data_dir), "SPGW": str(SPGW)}
+        runs = [
+            subprocess.run(
+                ["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=REPO, check=False
+            )
+            for _ in range(2)
+        ]
+    first, second = runs
+    assert first.returncode == 0, first.stderr
+    assert '"type": "collection"' in first.stdout  # step 2 stored the referral
+    assert '"code": "REC_CONFLICT"' in second.stdout  # step 2 again: the 409 the README explains
+    for run in runs:
+        assert "null" not in run.stdout.split("ServiceRequest/", 1)[1].split("\n", 1)[0]
+        assert re.search(r"^Task/\S+ accepted$", run.stdout, re.MULTILINE), run.stdout + run.stderr
+        assert "audit log intact" in run.stdout, run.stdout[-500:]

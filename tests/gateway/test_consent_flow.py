@@ -1,4 +1,4 @@
-"""Consent, minimum necessary and cancellation, proved through the HTTP API (DESIGN.md, IG rules 1 and 2).
+"""Consent, minimum necessary and cancellation, proved through the HTTP API (docs/design.md, IG rules 1 and 2).
 
 Each test drives the gateway as its users do: the GP posts a referral message and Consents
 (/fhir), the VCSE host reads its packets and notices (/vcse/v1), the admin sets the data-sharing
@@ -47,7 +47,7 @@ def category_codes(*categories: DataCategory) -> list[dict[str, Any]]:
 
 
 def consent(nhs: str, *recipients: str, **provision: Any) -> dict[str, Any]:
-    """Returns an R4 opt-in Consent naming `recipients` (DESIGN.md "Consent"), with extra provision elements."""
+    """Returns an R4 opt-in Consent naming `recipients` (docs/design.md "Consent"), with extra provision elements."""
     return {
         "resourceType": "Consent",
         "status": "active",

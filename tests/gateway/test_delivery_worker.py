@@ -419,3 +419,17 @@ def test_after_the_admin_rotates_the_secret_webhooks_are_signed_with_the_new_one
     assert (
         client.post("/admin/v1/organisations/NOPE1/rotate-secret", headers=token_for("demo-admin")).status_code == 404
     )
+
+
+def test_a_pull_after_the_webhook_delivered_the_same_version_is_re_access(
+    queued, engine, settings, client, token_for
+) -> None:
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
+        mock.post(WEBHOOK).mock(return_value=httpx.Response(201))
+        with httpx.Client() as http:
+            assert worker.run_once(engine, settings, http) == 1
+    pulled = client.get(f"/vcse/v1/referrals/{queued.referral_id}", headers=token_for("demo-vcse"))
+    assert pulled.status_code == 200
+
+    report = client.get(f"/ig/v1/patients/{queued.nhs}/disclosures", headers=token_for("demo-ig")).json()
+    assert [d["packet_id"] for d in report["disclosures"]] == [queued.packet_id]  # the webhook's, only

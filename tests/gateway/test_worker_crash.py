@@ -1,4 +1,4 @@
-"""kill -9 of the delivery worker mid-delivery loses nothing (DESIGN.md, non-functional targets:
+"""kill -9 of the delivery worker mid-delivery loses nothing (docs/design.md, non-functional targets:
 "kill -9 at any point ... delivers no packet twice to a receiver that de-duplicates on packet id").
 
 Twenty referral packets are queued for a webhook host whose CRM (the simulator) answers slowly;

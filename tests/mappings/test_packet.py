@@ -123,7 +123,7 @@ def _keywords(schema: dict[str, Any]) -> set[str]:
 
 
 def harness_referral() -> tuple[dict[str, Any], dict[str, Any]]:
-    """ServiceRequest and Patient as ../shared/contract/harness.py `referral_bundle()` writes them."""
+    """ServiceRequest and Patient as an outside GP system writes them."""
     referral = {
         "resourceType": "ServiceRequest",
         "identifier": [{"system": "https://gp.example.nhs.uk/referrals", "value": "REF-1"}],

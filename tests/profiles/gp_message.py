@@ -1,5 +1,5 @@
-"""A message Bundle as an outside GP system builds one (the shape ../shared/contract/harness.py
-uses), written here independently of the project's code: no Consent by default, the requester
+"""A message Bundle as an outside GP system builds one (the shape an integrator's
+external checks use), written here independently of the project's code: no Consent by default, the requester
 a Practitioner reference, no performer unless a VCSE id is given, a Consent entry when consent
 to named organisations is given."""
 

@@ -25,9 +25,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("packet", schema=None) as batch_op:
         batch_op.add_column(sa.Column("seq", sa.Integer(), server_default="0", nullable=False))
-        batch_op.add_column(
-            sa.Column("disclosed_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
-        )
+        batch_op.add_column(sa.Column("disclosed_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
         batch_op.add_column(sa.Column("acknowledged_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.create_index("ix_packet_feed", ["recipient", "seq"], unique=False)
     # Packets stored before the feed existed get feed numbers in the order they were made, per recipient,
