@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed console sign-ins per username (or 4x per address) before a pause"
     )
     console_failure_window_minutes: int = Field(default=15, ge=1, description="The window those failures count in")
+    # "A referral has arrived" emails to VCSE hosts (gateway/inbox/notify.py); no SMTP host, no emails.
+    smtp_host: str | None = Field(default=None, description="SMTP server for inbox notification emails")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS (port 587), implicit TLS (465), or none (a local relay only)"
+    )
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = Field(default="sp-gateway <no-reply@sp-gateway.invalid>", description="The emails' From")
 
     @field_validator("data_dir")
     @classmethod

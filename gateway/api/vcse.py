@@ -24,7 +24,7 @@ class StatusUpdate(BaseModel):
     """A VCSE host's decision or progress on a referral."""
 
     model_config = ConfigDict(extra="forbid")
-    status: str = Field(description="accepted | declined | in-progress | completed")
+    status: str = Field(description="accepted | declined | on-hold | in-progress | completed")
     reason: str | None = Field(default=None, max_length=500, description="Why (required when declined)")
 
 

@@ -31,6 +31,7 @@ from gateway.db import is_postgres, transaction
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, for_status
 from gateway.delivery.signing import signed_headers
 from gateway.errors import trace_without_messages
+from gateway.inbox import notify as inbox_notify
 from gateway.models import Organisation, OutboxMessage, Packet, Referral
 from gateway.pipeline import dispatch
 from gateway.settings import Settings
@@ -96,6 +97,9 @@ def send(http: httpx.Client, org: Organisation | None, item: Claimed, settings: 
     """Sends one message; raises a DeliveryError subclass when it did not land."""
     if org is None:
         raise PermanentDeliveryError(f"organisation {item.target} is no longer registered")
+    if item.kind == inbox_notify.KIND:
+        inbox_notify.send(settings, item.body)  # SMTP, not HTTP: to the host's registered address
+        return
     body = item.body.encode()
     if item.kind == "fhir-writeback":
         if not org.fhir_endpoint:

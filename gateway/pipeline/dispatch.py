@@ -21,12 +21,13 @@ from audit.events import consent_decision_event
 from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
+from gateway.inbox import notify as inbox_notify
 from gateway.models import Organisation, OutboxMessage, Packet, Referral, now_utc
 from gateway.storage.repository import Repository, Stored, execute
 from mappings.packet import build_packet, notice_packet
 from profiles import systems
 
-ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
+ACTIVE_PACKET_STATES = ("new", "accepted", "on-hold", "in-progress")
 # Core statements for the per-referral path (no ORM objects to build and flush).
 _ORG_TABLE = Organisation.__table__  # type: ignore[attr-defined]
 _ORGANISATIONS = sa_select(_ORG_TABLE).where(_ORG_TABLE.c.id.in_(bindparam("ids", expanding=True)))
@@ -175,6 +176,7 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
         },
     )
     _enqueue(ctx, org, "referral", built.body, packet_id)
+    inbox_notify.queue(ctx, org.id, org.name, packet_id)  # "a referral has arrived", when the host asked
     return TaskState("requested", business_status=f"offered to {recipient}")
 
 
