@@ -45,6 +45,7 @@ class Item:
     title: str
     received: str
     rows: list[plain.Row] = field(default_factory=list)
+    referrer: str = ""
 
     @property
     def status_text(self) -> str:
