@@ -9,14 +9,15 @@ from __future__ import annotations
 from profiles.outcomes import FhirError, Issue
 
 # VCSE status -> (FHIR Task.status, the Task states it may come from). FHIR R4 Task state machine.
-# "on-hold" is the host pausing (e.g. waiting to reach the person): FHIR's Task.status on-hold,
-# from which the Task resumes where the host says (accepted, in-progress) or ends.
+# "on-hold" is the host pausing before or after accepting (e.g. until it reaches the person): FHIR's
+# Task.status on-hold, which the host leaves by accepting or declining. (A Task the gateway itself put
+# on hold, awaiting consent, has no packet, so no host can move it.)
 TRANSITIONS: dict[str, tuple[str, frozenset[str]]] = {
     "accepted": ("accepted", frozenset({"requested", "received", "on-hold"})),
     "declined": ("rejected", frozenset({"requested", "received", "accepted", "on-hold"})),
-    "on-hold": ("on-hold", frozenset({"requested", "received", "accepted", "in-progress"})),
-    "in-progress": ("in-progress", frozenset({"accepted", "on-hold"})),
-    "completed": ("completed", frozenset({"accepted", "in-progress", "on-hold"})),
+    "on-hold": ("on-hold", frozenset({"requested", "received", "accepted"})),
+    "in-progress": ("in-progress", frozenset({"accepted"})),
+    "completed": ("completed", frozenset({"accepted", "in-progress"})),
 }
 CLOSED_PACKETS = ("recalled", "ceased")
 

@@ -222,3 +222,27 @@ def test_other_roles_and_api_tokens_cannot_open_the_inbox(demo_app, engine, brow
     browser.cookies.clear()
     answer = browser.get("/console/inbox", headers=token_for("demo-vcse"))
     assert answer.status_code == 303 and "/console/sign-in" in answer.headers["location"]
+
+
+def test_a_referral_on_hold_still_gets_its_cease_notice(staff, engine, client, token_for) -> None:
+    ada = referral_id_of(engine, ADA, "8VC01")
+    staff.post(f"/console/inbox/{ada}/hold", data={"csrf_token": csrf_of(staff.get("/console/inbox").text)})
+    client.post(
+        "/fhir/Consent",
+        json=withdrawal(ADA, "8VC01", "2026-11-30T09:00:00+00:00"),
+        headers=token_for("demo-gp", **{"Content-Type": "application/fhir+json"}),
+    )
+    with Session(engine) as session:
+        packet = session.exec(select(Packet).where(Packet.referral_id == ada, Packet.kind == "referral")).one()
+        notices = session.exec(select(Packet).where(Packet.referral_id == ada, Packet.kind == "cease")).all()
+    assert packet.status == "ceased" and len(notices) == 1
+    assert task_status(client, token_for, engine, ADA, "8VC01") == "cancelled"
+
+
+def test_the_api_takes_on_hold_too(demo_app, engine, client, token_for) -> None:
+    ada = referral_id_of(engine, ADA, "8VC01")
+    answer = client.post(f"/vcse/v1/referrals/{ada}/status", json={"status": "on-hold"}, headers=token_for("demo-vcse"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["task_status"] == "on-hold"
+    listed = client.get("/vcse/v1/referrals", params={"status": "on-hold"}, headers=token_for("demo-vcse")).json()
+    assert [r["referral_id"] for r in listed["referrals"]] == [ada]
