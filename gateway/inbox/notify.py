@@ -12,6 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import select
@@ -27,14 +28,22 @@ SUBJECT = "New social prescribing referral"
 _ADDRESS = HostNotification.__table__.c  # type: ignore[attr-defined]
 
 
-def inbox_url(ctx: RequestContext) -> str:
-    return (ctx.settings.public_base_url or ctx.base_url).rstrip("/") + "/console/inbox"
+def inbox_url(ctx: RequestContext) -> str | None:
+    """The inbox's address: SPGW_PUBLIC_BASE_URL, else the address the referral came in on; None when
+    neither is a usable http(s) address (an MLLP or bulk intake without SPGW_PUBLIC_BASE_URL)."""
+    base = (ctx.settings.public_base_url or ctx.base_url).rstrip("/")
+    host = urlsplit(base).hostname or ""
+    if urlsplit(base).scheme not in ("http", "https") or not host or host.endswith(".invalid"):
+        return None
+    return base + "/console/inbox"
 
 
-def text(host_name: str, url: str) -> str:
+def text(host_name: str, url: str | None) -> str:
+    where = (
+        f"Sign in to the inbox to read it:\n{url}" if url else "Sign in to the sp-gateway console's inbox to read it."
+    )
     return (
-        f"A new social prescribing referral has arrived for {host_name}.\n\n"
-        f"Sign in to the inbox to read it:\n{url}\n\n"
+        f"A new social prescribing referral has arrived for {host_name}.\n\n{where}\n\n"
         "This email holds no details about the person. Please do not reply to it.\n"
     )
 

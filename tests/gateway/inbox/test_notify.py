@@ -147,3 +147,23 @@ def test_spgw_inbox_set_email_checks_the_host_and_the_address(tmp_path) -> None:
     gp = runner.invoke(main, ["inbox", "set-email", "A81001", ADDRESS, *data])
     assert gp.exit_code != 0 and "not a registered VCSE host" in gp.output
     assert runner.invoke(main, ["inbox", "set-email", "8VC01", "--none", *data]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("public", "base", "expected"),
+    [
+        (None, "http://testserver", "http://testserver/console/inbox"),
+        ("https://gateway.icb.example.org/", "", "https://gateway.icb.example.org/console/inbox"),
+        (None, "", None),  # MLLP or bulk intake without SPGW_PUBLIC_BASE_URL: no half-made link
+        (None, "http://demo.invalid", None),
+    ],
+)
+def test_the_link_is_absolute_or_left_out(public: str | None, base: str, expected: str | None) -> None:
+    from gateway.context import RequestContext
+    from gateway.inbox.notify import inbox_url, text
+    from gateway.settings import Settings
+
+    ctx = RequestContext(None, Settings(public_base_url=public), None, None, None, base)  # type: ignore[arg-type]
+    assert inbox_url(ctx) == expected
+    body = text("Walking Group", inbox_url(ctx))
+    assert (expected or "console's inbox") in body
