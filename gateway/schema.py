@@ -19,6 +19,7 @@ from sqlmodel import Session
 import audit.store  # noqa: F401  (registers the audit tables on the metadata)
 import gateway.console.jobs
 import gateway.console.models  # the console's tables (registered on the metadata)
+import gateway.inbox.models  # the inbox's tables (registered on the metadata)
 import gateway.models  # noqa: F401  (registers the tables on the metadata)
 from audit.store import ensure_head
 

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
         default=None, description="Folder the checkpoints are published to; default <data_dir>/witness"
     )
     witness_url: str | None = Field(default=None, description="HTTPS endpoint each checkpoint note is POSTed to")
+    # "A referral has arrived" emails to VCSE hosts (gateway/inbox/notify.py); no SMTP host, no emails.
+    smtp_host: str | None = Field(default=None, description="SMTP server for inbox notification emails")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS (port 587), implicit TLS (465), or none (a local relay only)"
+    )
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = Field(default="sp-gateway <no-reply@sp-gateway.invalid>", description="The emails' From")
 
     @field_validator("data_dir")
     @classmethod

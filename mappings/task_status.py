@@ -1,6 +1,6 @@
 """The VCSE host's view of a referral mapped onto the FHIR R4 Task state machine.
 
-A host says accepted, declined (with a reason), in-progress or completed; each becomes a Task
+A host says accepted, declined (with a reason), on-hold, in-progress or completed; each becomes a Task
 status, allowed only from the states FHIR's Task state machine lets it follow.
 """
 
@@ -9,9 +9,13 @@ from __future__ import annotations
 from profiles.outcomes import FhirError, Issue
 
 # VCSE status -> (FHIR Task.status, the Task states it may come from). FHIR R4 Task state machine.
+# "on-hold" is the host pausing before or after accepting (e.g. until it reaches the person): FHIR's
+# Task.status on-hold, which the host leaves by accepting or declining. (A Task the gateway itself put
+# on hold, awaiting consent, has no packet, so no host can move it.)
 TRANSITIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "accepted": ("accepted", frozenset({"requested", "received"})),
-    "declined": ("rejected", frozenset({"requested", "received", "accepted"})),
+    "accepted": ("accepted", frozenset({"requested", "received", "on-hold"})),
+    "declined": ("rejected", frozenset({"requested", "received", "accepted", "on-hold"})),
+    "on-hold": ("on-hold", frozenset({"requested", "received", "accepted"})),
     "in-progress": ("in-progress", frozenset({"accepted"})),
     "completed": ("completed", frozenset({"accepted", "in-progress"})),
 }

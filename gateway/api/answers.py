@@ -19,8 +19,8 @@ class StatusUpdate(BaseModel):
     """A VCSE host's decision or progress on a referral."""
 
     model_config = ConfigDict(extra="forbid", title="StatusUpdate")
-    status: Literal["accepted", "declined", "in-progress", "completed"] = Field(
-        description="accepted | declined (a reason is required) | in-progress | completed"
+    status: Literal["accepted", "declined", "on-hold", "in-progress", "completed"] = Field(
+        description="accepted | declined (a reason is required) | on-hold | in-progress | completed"
     )
     reason: str | None = Field(default=None, max_length=500, description="Why (required when declined)")
 

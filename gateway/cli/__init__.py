@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import audit, clients, directory, ops, outbox, run, users
+from gateway.cli import audit, clients, directory, inbox, ops, outbox, run, users
 from gateway.cli.common import LOG_FORMAT, TraceOnlyFormatter
 
 __all__ = ["LOG_FORMAT", "TraceOnlyFormatter", "main"]
@@ -42,5 +42,6 @@ for command in (
     directory.orgs,
     audit.audit,
     users.users,
+    inbox.inbox,
 ):
     main.add_command(command)

@@ -30,7 +30,10 @@ class DemoUser:
     organisation: str  # one of gateway.demo.DEMO_ORGANISATIONS
 
 
-DEMO_USERS = (DemoUser("demo-ig-officer", ConsoleRole.IG_OFFICER, "QJM"),)
+DEMO_USERS = (
+    DemoUser("demo-ig-officer", ConsoleRole.IG_OFFICER, "QJM"),
+    DemoUser("demo-vcse-staff", ConsoleRole.VCSE_STAFF, "8VC01"),  # Lincoln Befriending Network's inbox
+)
 
 
 @dataclass(frozen=True)

@@ -37,5 +37,5 @@ def nav_for(role: str) -> list[NavItem]:
 HOME: dict[ConsoleRole, str] = {
     ConsoleRole.IG_OFFICER: "/console/",
     ConsoleRole.ADMIN: "/console/",
-    ConsoleRole.VCSE_STAFF: "/console/",
+    ConsoleRole.VCSE_STAFF: "/console/inbox",
 }

@@ -34,6 +34,7 @@ from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, Retry
 from gateway.delivery.signing import signed_headers
 from gateway.endpoints import Resolver, check_resolved, system_resolver
 from gateway.errors import trace_without_messages
+from gateway.inbox import notify as inbox_notify
 from gateway.metrics import DELIVERIES
 from gateway.models import Organisation, OutboxMessage, Referral
 from gateway.pipeline import dispatch
@@ -107,6 +108,9 @@ def send(
     code is ever kept from its answer."""
     if org is None:
         raise PermanentDeliveryError(f"organisation {item.target} is no longer registered")
+    if item.kind == inbox_notify.KIND:
+        inbox_notify.send(settings, item.body)  # SMTP, not HTTP: to the host's registered address
+        return
     body = item.body.encode()
     if item.kind == "fhir-writeback":
         if not org.fhir_endpoint:

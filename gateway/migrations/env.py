@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import audit.store  # noqa: F401  (the audit tables)
 import gateway.console.models  # the console's tables (registered on the metadata)
+import gateway.inbox.models  # the inbox's tables
 import gateway.models  # noqa: F401  (the gateway tables)
 
 config = context.config

@@ -21,6 +21,7 @@ from audit.events import consent_decision_event
 from consent.categories import ALL_CATEGORIES, SOCIAL_PRESCRIBING_PURPOSE
 from consent.policy import Decision, decide
 from gateway.context import RequestContext
+from gateway.inbox import notify as inbox_notify
 from gateway.models import Organisation, Packet, Referral, now_utc
 from gateway.storage import consents, outbox, packets, referrals
 from gateway.storage.feed import touch
@@ -29,7 +30,7 @@ from gateway.storage.scope import ForTenant
 from mappings.packet import build_packet, notice_packet
 from mappings.task_status import settled_business_status
 
-ACTIVE_PACKET_STATES = ("new", "accepted", "in-progress")
+ACTIVE_PACKET_STATES = ("new", "accepted", "on-hold", "in-progress")
 # Every state in which the host holds the packet's content (it was offered, whatever it did since):
 # a withdrawal of consent reaches all of them (a cease notice), finished referrals included.
 DISCLOSED_PACKET_STATES = (*ACTIVE_PACKET_STATES, "declined", "completed")
@@ -193,6 +194,7 @@ def place(ctx: RequestContext, referral: Referral, service_request: dict[str, An
     )
     touch(ctx.session, packet_id, recipient)
     _enqueue(ctx, referral, org, "referral", built.body, packet_id)
+    inbox_notify.queue(ctx, org.id, org.name, packet_id)  # "a referral has arrived", when the host asked
     return TaskState("requested", business_status=f"offered to {recipient}")
 
 

@@ -17,7 +17,7 @@ from mappings.packet import restrict
 from mappings.task_status import CLOSED_PACKETS, task_transition
 from profiles.outcomes import FhirError, Issue, not_found
 
-LIST_STATUSES = ("new", "accepted", "declined", "in-progress", "completed", "recalled", "ceased")
+LIST_STATUSES = ("new", "accepted", "declined", "on-hold", "in-progress", "completed", "recalled", "ceased")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from profiles.outcomes import FhirError
         ("declined", "accepted", "rejected"),
         ("in-progress", "accepted", "in-progress"),
         ("completed", "in-progress", "completed"),
+        ("on-hold", "requested", "on-hold"),
+        ("on-hold", "accepted", "on-hold"),
+        ("accepted", "on-hold", "accepted"),
+        ("declined", "on-hold", "rejected"),
     ],
 )
 def test_allowed_moves(status: str, current: str, expected: str) -> None:
@@ -33,6 +37,9 @@ def test_a_repeated_status_changes_nothing() -> None:
         ("accepted", None, "ceased", "requested", 409),
         ("completed", None, "new", "requested", 409),
         ("in-progress", None, "new", "on-hold", 409),
+        ("completed", None, "on-hold", "on-hold", 409),
+        ("on-hold", None, "in-progress", "in-progress", 409),
+        ("on-hold", None, "recalled", "requested", 409),
     ],
 )
 def test_refused_moves(status: str, reason: str | None, packet: str, current: str, http: int) -> None:

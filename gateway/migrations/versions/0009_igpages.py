@@ -1,7 +1,7 @@
 """console background jobs (audit verification and exports started from the IG pages)
 
 Revision ID: 0009_igpages
-Revises: 0005_vcse_api
+Revises: 0008_inbox
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0009_igpages"
-down_revision: str | None = "0005_vcse_api"
+down_revision: str | None = "0008_inbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pyotp
+import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
@@ -17,6 +18,13 @@ from gateway.demo import seed_directory
 from gateway.schema import init_db
 
 PASSWORD = "a perfectly long password"
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: `spgw users --data-dir` opens the data folder's SQLite database, so on the PostgreSQL
+    parameter the command and the test would look at two different databases."""
+    return "sqlite"
 
 
 def _data(tmp_path: Path, settings, engine) -> list[str]:  # type: ignore[no-untyped-def]
