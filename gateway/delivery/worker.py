@@ -258,7 +258,7 @@ def _withdraw(engine: Engine, settings: Settings, check: SendCheck) -> None:
     item, why_not = check.item, check.why_not or ""
     ctx = RequestContext(engine, settings, None, None, None, settings.public_base_url or "")
     with ctx.transaction() as session:
-        row = session.get(OutboxMessage, item.pk)
+        row = outbox.row(session, DELIVERY, item.pk)
         if row is None or row.status != "pending":
             return
         row.status, row.last_error, row.locked_until = "withdrawn", why_not[:500], None

@@ -22,9 +22,10 @@ from gateway.auth.principal import Principal, Role
 from gateway.context import RequestContext
 from gateway.db import transaction
 from gateway.errors import trace_without_messages
-from gateway.models import Client, V2Message
+from gateway.models import Client
 from gateway.pipeline import referrals
 from gateway.settings import Settings
+from gateway.storage import v2messages
 from mappings.v2 import V2Outcome, ack_for, process_v2
 from mappings.v2.parse import ERR_DATA_TYPE, ERR_DUPLICATE_KEY, ERR_INTERNAL, ERR_UNKNOWN_KEY, V2Rejection
 from profiles.outcomes import FhirError
@@ -209,17 +210,17 @@ def _accept(
     ctx = RequestContext(
         engine, settings, principal, request_id, correlation_id, settings.public_base_url or "", source_ip=source_ip
     )
-    key = (principal.client_id, _sender_key(outcome), outcome.control_id[:200])
+    sender, control_id = _sender_key(outcome), outcome.control_id[:200]
     for attempt in range(2):
         try:
             with ctx.transaction() as session:
-                if session.get(V2Message, key) is not None:
+                if v2messages.seen(session, principal, sender, control_id):
                     ctx.audit(
                         system_event(
                             ctx.audit_context,
                             activity="hl7v2-duplicate",
                             outcome=0,
-                            description=f"HL7 v2 message {key[2]} already processed; AA repeated, nothing stored",
+                            description=f"HL7 v2 message {control_id} already processed; AA repeated, nothing stored",
                             recorded=now,
                         )
                     )
@@ -229,17 +230,13 @@ def _accept(
                     (e["resource"]["id"] for e in stored["entry"] if e["resource"]["resourceType"] == "ServiceRequest"),
                     None,
                 )
-                session.add(
-                    V2Message(
-                        client_id=key[0], sender=key[1], control_id=key[2], ack_code="AA", service_request_id=sr_id
-                    )
-                )
+                v2messages.record(session, principal, sender, control_id, sr_id)
                 ctx.audit(
                     system_event(
                         ctx.audit_context,
                         activity="hl7v2-message",
                         outcome=0,
-                        description=f"HL7 v2 message {key[2]} accepted",
+                        description=f"HL7 v2 message {control_id} accepted",
                         recorded=now,
                         references=[f"ServiceRequest/{sr_id}"] if sr_id else (),
                     )

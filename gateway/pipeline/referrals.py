@@ -18,6 +18,7 @@ from gateway.models import Referral
 from gateway.pipeline import dispatch
 from gateway.storage import referrals as referral_store
 from gateway.storage import resources
+from gateway.storage.guard import race_guard
 from gateway.storage.repository import Stored
 from gateway.storage.scope import ForTenant
 from mappings.referral_records import (
@@ -64,7 +65,7 @@ def _upsert_patient(
     current = resources.patient(ctx.session, ForTenant(tenant), nhs)
     if current is None:
         try:
-            with ctx.session.begin_nested():
+            with race_guard(ctx.session):
                 return repo.create(body, tenant=tenant, patient_nhs=nhs)
         except IntegrityError:
             current = resources.patient(ctx.session, ForTenant(tenant), nhs)

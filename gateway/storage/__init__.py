@@ -1,1 +1,3 @@
-"""Storage of FHIR resources: the repository (tenancy enforced here) and search parameters as data."""
+"""Storage: the FHIR repository (who sees which resource), search parameters as data, and one module
+per aggregate (resources, consents, referrals, packets, outbox) whose functions take the caller scope
+(gateway/storage/scope.py) and filter by it in the SQL statement, before any limit."""

@@ -16,6 +16,7 @@ from sqlmodel import select as orm_select
 
 from gateway.auth.principal import Principal
 from gateway.models import Referral, ReferralIdentifier
+from gateway.storage.guard import race_guard
 from gateway.storage.repository import execute
 from gateway.storage.scope import ForTenant, scoped, tenant_of
 
@@ -67,7 +68,7 @@ def claim_identifiers(
             raise IdentifierTaken(system, value, earlier)
         row = {"tenant": tenant, "system": system, "value": value, "service_request_id": service_request_id}
         try:
-            with session.begin_nested():  # a lost race rolls back this insert only
+            with race_guard(session):  # a lost race rolls back this insert only
                 execute(session, _INSERT_IDENTIFIER, row)
         except IntegrityError:
             raise IdentifierTaken(system, value, identified(session, scope, system, value)) from None

@@ -1,4 +1,4 @@
-"""FHIR resources looked up for one tenant by an indexed token or by patient, with the tenant in the
+"""FHIR resources looked up for one tenant by an indexed token (a patient's by NHS number), with the tenant in the
 SQL statement and no limit: every row that matches is returned, so nothing is decided on a partial
 answer (a tenant's matches for one token are few; FHIR search, which pages, is Repository.search)."""
 
@@ -12,6 +12,7 @@ from gateway.auth.principal import Principal
 from gateway.models import FhirResource, SearchToken
 from gateway.storage.repository import Stored, execute, flush_pending
 from gateway.storage.scope import ForTenant, scoped, tenant_of
+from profiles import systems
 
 _COLUMNS = (FhirResource.content, FhirResource.version_id, FhirResource.tenant, FhirResource.pk)
 _BY_TOKEN = (
@@ -26,15 +27,9 @@ _BY_TOKEN = (
     )
     .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
 )
-_OF_PATIENT = (
-    select(*_COLUMNS)
-    .where(
-        FhirResource.tenant == bindparam("tenant"),
-        FhirResource.resource_type == bindparam("rtype"),
-        FhirResource.patient_nhs == bindparam("nhs"),
-    )
-    .order_by(FhirResource.pk.desc())  # type: ignore[union-attr]
-)
+# The token that names a resource's patient by NHS number: the look-up goes through the selective
+# token index (param, value, system), then the tenant, rather than through all of a tenant's rows.
+PATIENT_TOKEN = {"Patient": "identifier", "Consent": "patient:identifier"}
 
 
 def _stored(rows: object) -> list[Stored]:
@@ -46,15 +41,16 @@ def by_token(
     session: Session, scope: Principal | ForTenant, rtype: str, param: str, system: str, value: str
 ) -> list[Stored]:
     """Returns the tenant's resources whose `param` index holds exactly system|value, newest first."""
-    flush_pending(session)  # index rows of this transaction's own creates count too
     params = {"tenant": tenant_of(scope), "rtype": rtype, "param": param, "system": system, "value": value[:200]}
+    flush_pending(session)  # index rows of this transaction's own creates count too
     return _stored(execute(session, _BY_TOKEN, params))
 
 
 @scoped(Principal, ForTenant)
 def of_patient(session: Session, scope: Principal | ForTenant, rtype: str, nhs: str) -> list[Stored]:
-    """Returns the tenant's resources of one type about one patient (by NHS number), newest first."""
-    return _stored(execute(session, _OF_PATIENT, {"tenant": tenant_of(scope), "rtype": rtype, "nhs": nhs}))
+    """Returns the tenant's resources of one type (a Patient, its Consents) about one patient, by NHS
+    number, newest first."""
+    return by_token(session, scope, rtype, PATIENT_TOKEN[rtype], systems.NHS_NUMBER, nhs)
 
 
 @scoped(Principal, ForTenant)
