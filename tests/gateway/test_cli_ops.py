@@ -70,7 +70,8 @@ def test_serve_names_the_revision_it_found(settings, engine, version: str | None
         conn.execute(text("DELETE FROM alembic_version"))
         if version:
             conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
-    result = CliRunner().invoke(main, ["serve", "--port", "1", "--data-dir", str(settings.data_dir)])
+    env = {"SPGW_DATABASE_URL": settings.database_url}  # the test's database, SQLite or PostgreSQL
+    result = CliRunner().invoke(main, ["serve", "--port", "1", "--data-dir", str(settings.data_dir)], env=env)
     assert result.exit_code == 1
     assert says in result.output and "spgw migrate" in result.output
 

@@ -167,6 +167,7 @@ def test_cli_directory_changes_are_audited(tmp_path, monkeypatch: pytest.MonkeyP
     data = ["--data-dir", str(data_dir)]
     runner = CliRunner()
     commands = [
+        ["migrate"],  # the CLI no longer migrates on its own
         ["orgs", "put", "8AB12", "--name", "Walking Group", "--kind", "vcse", "--allow", "person.nhs_number"],
         [
             "clients",
