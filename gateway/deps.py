@@ -97,12 +97,15 @@ def requires(
         request.state.audit_interaction = (interaction, resource)
         principal = authenticate(request, state)
         request.state.principal = principal
-        if role is not None and principal.role is not role:
-            raise forbidden(f"Only the {role} role may {interaction}")
         if not principal.may(resource, permission):
             raise forbidden(
                 f"The {principal.role} role's token does not grant system/{resource}.{permission} "
                 f"(needed to {interaction} {resource})"
+            )
+        if role is not None and principal.role is not role:
+            raise forbidden(
+                f"Here system/{resource}.{permission} is the {role} role's ({interaction}); "
+                f"a {principal.role} token cannot use it"
             )
         return make_context(request, state, principal)
 

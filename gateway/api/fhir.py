@@ -131,8 +131,8 @@ def _add_read_routes(rtype: str) -> None:
 
     def search_post(
         request: Request,
+        ctx: RequestContext = Depends(requires(rtype, "s", "search-type")),  # first: a refused form is audited
         form: list[tuple[str, str]] = Depends(form_params),
-        ctx: RequestContext = Depends(requires(rtype, "s", "search-type")),
     ) -> FhirResponse:
         return _search(request, ctx, rtype, [*request.query_params.multi_items(), *form])
 

@@ -254,4 +254,17 @@ def operation_definition(
     found = operation_definitions(ctx.base_url).get(definition_id)
     if found is None:
         raise not_found(f"OperationDefinition/{definition_id} is not known")
+    with ctx.transaction():
+        ctx.audit(
+            rest_event(
+                ctx.audit_context,
+                interaction="read",
+                resource_type="OperationDefinition",
+                resource_id=found["id"],
+                outcome=0,
+                patient_nhs=None,
+                description="OperationDefinition read",
+                recorded=ctx.now(),
+            )
+        )
     return FhirResponse(found)

@@ -24,7 +24,7 @@ def post(client, url: str, body: dict[str, Any], headers: dict[str, str]):
 def referrals_for(client, headers: dict[str, str], nhs: str) -> list[str]:
     response = client.get("/fhir/ServiceRequest", params={"patient:identifier": f"{NHS}|{nhs}"}, headers=headers)
     assert response.status_code == 200
-    return [e["resource"]["id"] for e in response.json()["entry"]]
+    return [e["resource"]["id"] for e in response.json().get("entry", [])]
 
 
 def ids(bundle: dict[str, Any]) -> list[tuple[str, str]]:

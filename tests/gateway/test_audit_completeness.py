@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from audit.store import AuditEntry
+from gateway.api.fhir import READABLE
 from tests.profiles.gp_message import referral_bundle
 
 REST = "rest"  # audit-event-type#rest: FHIR RESTful interactions (BALP)
@@ -28,12 +29,15 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str]] = {
     ("PUT", "/fhir/Consent/{resource_id}"): ("demo-gp", REST),
     ("GET", "/fhir/AuditEvent"): ("demo-ig", REST),
     ("GET", "/fhir/AuditEvent/{resource_id}"): ("demo-ig", REST),
+    ("GET", "/fhir/OperationDefinition/{definition_id}"): (None, REST),
     **{
         (method, path.format(rtype=rtype)): ("demo-gp", REST)
-        for rtype in ("ServiceRequest", "Patient", "Task", "Observation", "Consent")
+        for rtype in READABLE  # the referral's own types and what a referral message carries beside it
         for method, path in (
             ("GET", "/fhir/{rtype}"),
+            ("POST", "/fhir/{rtype}/_search"),
             ("GET", "/fhir/{rtype}/{{resource_id}}"),
+            ("GET", "/fhir/{rtype}/{{resource_id}}/_history"),
             ("GET", "/fhir/{rtype}/{{resource_id}}/_history/{{version}}"),
         )
     },
@@ -109,6 +113,7 @@ def _values(client, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def
         "org_id": "8VC09",
         "client_id": "demo-gp-b",
         "name": "outcome-submission",
+        "definition_id": "ServiceRequest-everything",
     }
 
 
