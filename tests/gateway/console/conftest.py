@@ -78,9 +78,11 @@ def sign_in(client: TestClient, account: Account) -> None:
     assert done.headers["location"].startswith("/console/")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Debian's Chromium under Playwright, for the whole session; skipped only when it is not installed."""
+    """Debian's Chromium under Playwright, for one test module; skipped only when it is not installed.
+    Module scope, not session: while Playwright's sync API is open it keeps an asyncio loop running in
+    the main thread, and every later anyio test (tests/gateway/test_auth_server.py) then fails to start."""
     from tests.gateway.console.browser import CHROMIUM, launch
 
     if not CHROMIUM.exists():
