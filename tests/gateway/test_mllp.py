@@ -134,10 +134,8 @@ def test_handler_exception_gets_ar_207_and_the_connection_goes_on(caplog: pytest
     recorder = Recorder(fail_on=b"BOOM")
     bound, stop = serve(recorder)
     try:
-        with (
-            caplog.at_level(logging.INFO, logger="gateway.mllp"),
-            socket.create_connection(("127.0.0.1", bound)) as sock,
-        ):
+        with caplog.at_level(logging.INFO, logger="gateway.mllp"), \
+                socket.create_connection(("127.0.0.1", bound)) as sock:
             sock.sendall(frame(ref_i12(control_id="BOOM")))
             [failed] = read_acks(sock, 1)
             sock.sendall(frame(ref_i12(control_id="NEXT")))
@@ -185,9 +183,8 @@ def fuzz_port() -> Iterator[int]:
     stop()
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
 @given(raw=corruptions())
 def test_corrupted_messages_over_a_socket_always_get_one_parseable_ack(fuzz_port: int, raw: bytes) -> None:
     # MLLP content cannot carry the block characters, so a sender's corruption cannot include them.

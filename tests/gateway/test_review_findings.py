@@ -19,12 +19,8 @@ def _refer(client, token_for, *, ref_id: str, consent: bool = True) -> dict[str,
     bundle = referral_bundle(
         PATIENT, "A81001", vcse_id="8VC01", ref_id=ref_id, consent_to=["8VC01"] if consent else None
     )
-    headers = {
-        **token_for("demo-gp"),
-        "Content-Type": FHIR_JSON,
-        "X-Request-ID": f"rq-{ref_id}",
-        "X-Correlation-ID": f"co-{ref_id}",
-    }
+    headers = {**token_for("demo-gp"), "Content-Type": FHIR_JSON, "X-Request-ID": f"rq-{ref_id}",
+               "X-Correlation-ID": f"co-{ref_id}"}
     response = client.post("/fhir/$process-message", json=bundle, headers=headers)
     assert response.status_code == 200, response.text
     return {e["resource"]["resourceType"]: e["resource"] for e in response.json()["entry"]}
@@ -170,17 +166,8 @@ def test_cli_directory_changes_are_audited(tmp_path, monkeypatch: pytest.MonkeyP
     runner = CliRunner()
     commands = [
         ["orgs", "put", "8AB12", "--name", "Walking Group", "--kind", "vcse", "--allow", "person.nhs_number"],
-        [
-            "clients",
-            "add",
-            "walkers",
-            "--organisation",
-            "8AB12",
-            "--role",
-            "vcse",
-            "--generate-key",
-            str(tmp_path / "walkers.jwk"),
-        ],
+        ["clients", "add", "walkers", "--organisation", "8AB12", "--role", "vcse",
+         "--generate-key", str(tmp_path / "walkers.jwk")],
         ["clients", "rotate-key", "walkers", "--out", str(tmp_path / "walkers-2.jwk")],
         ["clients", "disable", "walkers"],
     ]

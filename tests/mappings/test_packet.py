@@ -35,25 +35,9 @@ ENVELOPE = {"schema", "kind", "packet_id", "referral_id", "created_at", "recipie
 # --- a small validator for the JSON Schema keywords our schema uses (jsonschema is not installed) ---
 
 SUPPORTED_KEYWORDS = {
-    "$schema",
-    "$id",
-    "title",
-    "description",
-    "$defs",
-    "$ref",
-    "oneOf",
-    "type",
-    "const",
-    "enum",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "minLength",
-    "minProperties",
-    "pattern",
-    "format",
+    "$schema", "$id", "title", "description", "$defs", "$ref", "oneOf", "type", "const", "enum",
+    "properties", "required", "additionalProperties", "items", "minItems", "minLength", "minProperties",
+    "pattern", "format",
 }
 _TYPES: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "boolean": bool}
 
@@ -127,21 +111,11 @@ def harness_referral() -> tuple[dict[str, Any], dict[str, Any]]:
     referral = {
         "resourceType": "ServiceRequest",
         "identifier": [{"system": "https://gp.example.nhs.uk/referrals", "value": "REF-1"}],
-        "status": "active",
-        "intent": "plan",
-        "code": {
-            "coding": [
-                {
-                    "system": "http://snomed.info/sct",
-                    "code": "871731000000106",
-                    "display": "Referral to social prescribing service",
-                }
-            ]
-        },
-        "subject": {
-            "reference": "urn:uuid:p",
-            "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS},
-        },
+        "status": "active", "intent": "plan",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106",
+                             "display": "Referral to social prescribing service"}]},
+        "subject": {"reference": "urn:uuid:p", "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                                              "value": NHS}},
         "authoredOn": "2026-11-20T10:00:00+00:00",
         "performer": [{"identifier": {"system": ODS_CODE, "value": HOST}}],
         "note": [{"text": "Lives alone; would like to meet people"}],
@@ -149,9 +123,7 @@ def harness_referral() -> tuple[dict[str, Any], dict[str, Any]]:
     patient = {
         "resourceType": "Patient",
         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS}],
-        "name": [{"family": "Example", "given": ["Alex"]}],
-        "gender": "unknown",
-        "birthDate": "1950-02-03",
+        "name": [{"family": "Example", "given": ["Alex"]}], "gender": "unknown", "birthDate": "1950-02-03",
         "telecom": [{"system": "phone", "value": "07700900123", "use": "mobile"}],
         "address": [{"line": ["1 Test Street"], "city": "Lincoln", "postalCode": "LN1 1AA"}],
     }
@@ -163,54 +135,34 @@ def rich_patient() -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "extension": [
-            {
-                "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference",
-                "extension": [
-                    {
-                        "url": "PreferredContactTimes",
-                        "valueTiming": {"repeat": {"dayOfWeek": ["mon", "wed", "fri"], "when": ["MORN"]}},
-                    },
-                    {
-                        "url": "PreferredWrittenCommunicationFormat",
-                        "valueCodeableConcept": {"coding": [{"code": "11", "display": "Large print"}]},
-                    },
-                ],
-            },
-            {
-                "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSCommunication",
-                "extension": [
-                    {"url": "language", "valueCodeableConcept": {"coding": [{"code": "fr", "display": "French"}]}},
-                    {"url": "interpreterRequired", "valueBoolean": True},
-                ],
-            },
+            {"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference",
+             "extension": [
+                 {"url": "PreferredContactTimes",
+                  "valueTiming": {"repeat": {"dayOfWeek": ["mon", "wed", "fri"], "when": ["MORN"]}}},
+                 {"url": "PreferredWrittenCommunicationFormat",
+                  "valueCodeableConcept": {"coding": [{"code": "11", "display": "Large print"}]}},
+             ]},
+            {"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSCommunication",
+             "extension": [{"url": "language", "valueCodeableConcept": {"coding": [{"code": "fr",
+                                                                                    "display": "French"}]}},
+                           {"url": "interpreterRequired", "valueBoolean": True}]},
         ],
         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS}],
-        "name": [
-            {"use": "old", "given": ["Roberta"]},
-            {"use": "nickname", "given": ["Bobbie"]},
-            {"use": "official", "family": "Smith", "given": ["Robin", "Jane"]},
-        ],
-        "telecom": [
-            {"system": "email", "value": "robin@example.org", "rank": 2},
-            {"system": "fax", "value": "01131231235"},
-            {"system": "phone", "value": "01131231234", "use": "home", "rank": 1},
-            {"system": "phone", "value": "07000000000", "use": "old"},
-        ],
-        "gender": "female",
-        "birthDate": "1948-03-11",
-        "address": [
-            {"use": "work", "line": ["Office"], "postalCode": "LS1 1AA"},
-            {"use": "home", "line": ["2 Mill Lane"], "city": "Lincoln", "postalCode": "LN1 2AB"},
-        ],
+        "name": [{"use": "old", "given": ["Roberta"]}, {"use": "nickname", "given": ["Bobbie"]},
+                 {"use": "official", "family": "Smith", "given": ["Robin", "Jane"]}],
+        "telecom": [{"system": "email", "value": "robin@example.org", "rank": 2},
+                    {"system": "fax", "value": "01131231235"},
+                    {"system": "phone", "value": "01131231234", "use": "home", "rank": 1},
+                    {"system": "phone", "value": "07000000000", "use": "old"}],
+        "gender": "female", "birthDate": "1948-03-11",
+        "address": [{"use": "work", "line": ["Office"], "postalCode": "LS1 1AA"},
+                    {"use": "home", "line": ["2 Mill Lane"], "city": "Lincoln", "postalCode": "LN1 2AB"}],
     }
 
 
 def rich_referral() -> dict[str, Any]:
     return {
-        "resourceType": "ServiceRequest",
-        "status": "active",
-        "intent": "plan",
-        "priority": "routine",
+        "resourceType": "ServiceRequest", "status": "active", "intent": "plan", "priority": "routine",
         "subject": {"reference": "Patient/p"},
         "reasonCode": [{"text": "Loneliness"}, {"coding": [{"display": "Housing"}]}, {"text": "Loneliness"}],
         "note": [{"text": "Recently bereaved"}, {"text": "  "}],
@@ -219,25 +171,16 @@ def rich_referral() -> dict[str, Any]:
 
 def what_matters(text: str, status: str = "completed") -> dict[str, Any]:
     """A QuestionnaireResponse whose nested item `what-matters-to-me` carries the patient's words."""
-    return {
-        "resourceType": "QuestionnaireResponse",
-        "status": status,
-        "item": [
-            {"linkId": "about-me", "item": [{"linkId": "what-matters-to-me", "answer": [{"valueString": text}]}]},
-            {"linkId": "accessibility-needs", "answer": [{"valueString": "Step-free access"}]},
-        ],
-    }
+    return {"resourceType": "QuestionnaireResponse", "status": status, "item": [
+        {"linkId": "about-me", "item": [{"linkId": "what-matters-to-me", "answer": [{"valueString": text}]}]},
+        {"linkId": "accessibility-needs", "answer": [{"valueString": "Step-free access"}]},
+    ]}
 
 
-def flag(
-    status: str = "active", *, category: str | None = "safety", text: str = "Lone worker risk", end: str | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "resourceType": "Flag",
-        "status": status,
-        "code": {"text": text},
-        "subject": {"reference": "Patient/p"},
-    }
+def flag(status: str = "active", *, category: str | None = "safety", text: str = "Lone worker risk",
+         end: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceType": "Flag", "status": status, "code": {"text": text},
+                           "subject": {"reference": "Patient/p"}}
     if category:
         out["category"] = [{"coding": [{"system": FLAG_CATEGORY, "code": category}]}]
     if end:
@@ -293,24 +236,11 @@ def test_default_packet_leaves_out_nhs_number_date_of_birth_street_address_and_g
 
 
 def test_default_allow_list_is_designs_default_packet() -> None:
-    assert {
-        "person.nhs_number",
-        "person.date_of_birth",
-        "person.address",
-        "person.gender",
-        "referral.reason_text",
-    }.isdisjoint(DEFAULT_ALLOWED_FIELDS)
-    assert {
-        "person.first_name",
-        "person.contact_routes",
-        "person.preferred_contact_time",
-        "person.language",
-        "person.interpreter_required",
-        "person.accessibility_needs",
-        "referral.need_categories",
-        "referral.what_matters_to_me",
-        "referral.safeguarding_concern",
-    } <= DEFAULT_ALLOWED_FIELDS
+    assert {"person.nhs_number", "person.date_of_birth", "person.address", "person.gender",
+            "referral.reason_text"}.isdisjoint(DEFAULT_ALLOWED_FIELDS)
+    assert {"person.first_name", "person.contact_routes", "person.preferred_contact_time", "person.language",
+            "person.interpreter_required", "person.accessibility_needs", "referral.need_categories",
+            "referral.what_matters_to_me", "referral.safeguarding_concern"} <= DEFAULT_ALLOWED_FIELDS
 
 
 def test_every_field_belongs_to_one_known_category_and_every_category_has_a_field() -> None:
@@ -320,26 +250,14 @@ def test_every_field_belongs_to_one_known_category_and_every_category_has_a_fiel
 
 def test_harness_consent_and_packet_end_to_end_from_the_policy_decision() -> None:
     referral, patient = harness_referral()
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "dateTime": "2026-11-20T10:00:00+00:00",
-        "provision": {
-            "type": "permit",
-            "period": {"start": "2026-11-20"},
-            "purpose": [{"system": V3_ACT_REASON, "code": "TREAT"}],
-            "action": [{"coding": [{"system": CONSENT_ACTION, "code": "disclose"}]}],
-            "actor": [
-                {
-                    "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
-                    "reference": {"identifier": {"system": ODS_CODE, "value": HOST}},
-                }
-            ],
-        },
-    }
-    decision = decide(
-        [consent], recipient=HOST, purpose=SOCIAL_PRESCRIBING_PURPOSE, categories=ALL_CATEGORIES, now=CREATED
-    )
+    consent = {"resourceType": "Consent", "status": "active", "dateTime": "2026-11-20T10:00:00+00:00",
+               "provision": {"type": "permit", "period": {"start": "2026-11-20"},
+                             "purpose": [{"system": V3_ACT_REASON, "code": "TREAT"}],
+                             "action": [{"coding": [{"system": CONSENT_ACTION, "code": "disclose"}]}],
+                             "actor": [{"role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+                                        "reference": {"identifier": {"system": ODS_CODE, "value": HOST}}}]}}
+    decision = decide([consent], recipient=HOST, purpose=SOCIAL_PRESCRIBING_PURPOSE,
+                      categories=ALL_CATEGORIES, now=CREATED)
     packet = build(referral, patient, decision=decision)
     assert packet.body["referral_id"] == "SPR-7Q2K9"
     assert packet.body["person"]["first_name"] == "Alex"
@@ -347,29 +265,14 @@ def test_harness_consent_and_packet_end_to_end_from_the_policy_decision() -> Non
 
 
 def test_a_category_withdrawn_from_consent_is_absent_even_when_allowed_and_present() -> None:
-    nested_deny = {
-        "type": "deny",
-        "code": [{"coding": [{"system": LOCAL_DATA_CATEGORY, "code": "what-matters-to-me"}]}],
-    }
-    consent = {
-        "resourceType": "Consent",
-        "id": "c9",
-        "status": "active",
-        "dateTime": "2026-11-20",
-        "provision": {
-            "type": "permit",
-            "provision": [nested_deny],
-            "actor": [
-                {
-                    "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
-                    "reference": {"identifier": {"system": ODS_CODE, "value": HOST}},
-                }
-            ],
-        },
-    }
-    decision = decide(
-        [consent], recipient=HOST, purpose=SOCIAL_PRESCRIBING_PURPOSE, categories=ALL_CATEGORIES, now=CREATED
-    )
+    nested_deny = {"type": "deny", "code": [{"coding": [{"system": LOCAL_DATA_CATEGORY,
+                                                         "code": "what-matters-to-me"}]}]}
+    consent = {"resourceType": "Consent", "id": "c9", "status": "active", "dateTime": "2026-11-20",
+               "provision": {"type": "permit", "provision": [nested_deny],
+                             "actor": [{"role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+                                        "reference": {"identifier": {"system": ODS_CODE, "value": HOST}}}]}}
+    decision = decide([consent], recipient=HOST, purpose=SOCIAL_PRESCRIBING_PURPOSE,
+                      categories=ALL_CATEGORIES, now=CREATED)
     extras = {"questionnaire_responses": [what_matters("Getting out of the house")]}
     packet = build(patient=rich_patient(), extras=extras, decision=decision)
     assert "referral.what_matters_to_me" not in packet.fields
@@ -384,10 +287,8 @@ def test_every_field_from_rich_sources_when_agreement_and_consent_allow_all() ->
     assert packet.body["person"] == {
         "first_name": "Robin",
         "preferred_name": "Bobbie",
-        "contact_routes": [
-            {"type": "phone", "value": "01131231234", "use": "home"},
-            {"type": "email", "value": "robin@example.org"},
-        ],
+        "contact_routes": [{"type": "phone", "value": "01131231234", "use": "home"},
+                           {"type": "email", "value": "robin@example.org"}],
         "preferred_contact_time": "Monday, Wednesday, Friday; morning",
         "language": "French",
         "interpreter_required": True,
@@ -409,16 +310,10 @@ def test_every_field_from_rich_sources_when_agreement_and_consent_allow_all() ->
 
 
 def test_envelope_is_always_present_and_content_is_absent_not_empty() -> None:
-    empty_patient = {
-        "resourceType": "Patient",
-        "name": [{"given": ["  "]}],
-        "telecom": [{"system": "url", "value": "x"}],
-    }
-    blank_answer = {
-        "resourceType": "QuestionnaireResponse",
-        "status": "completed",
-        "item": [{"linkId": "what-matters-to-me", "answer": [{"valueString": " "}]}],
-    }
+    empty_patient = {"resourceType": "Patient", "name": [{"given": ["  "]}],
+                     "telecom": [{"system": "url", "value": "x"}]}
+    blank_answer = {"resourceType": "QuestionnaireResponse", "status": "completed",
+                    "item": [{"linkId": "what-matters-to-me", "answer": [{"valueString": " "}]}]}
     referral = {"resourceType": "ServiceRequest", "note": [{"text": ""}], "reasonCode": []}
     extras = {"questionnaire_responses": [blank_answer], "flags": []}
     packet = build(referral, empty_patient, extras=extras, allowed=ALL_FIELDS)
@@ -445,40 +340,28 @@ def test_preferred_contact_time_uses_timing_text_when_the_gp_wrote_one() -> None
 
 def test_language_prefers_patient_communication_marked_preferred() -> None:
     patient = rich_patient()
-    patient["communication"] = [
-        {"language": {"coding": [{"code": "en", "display": "English"}]}},
-        {"language": {"text": "Polish"}, "preferred": True},
-    ]
+    patient["communication"] = [{"language": {"coding": [{"code": "en", "display": "English"}]}},
+                                {"language": {"text": "Polish"}, "preferred": True}]
     assert build(patient=patient).body["person"]["language"] == "Polish"
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected"),
-    [
-        ([flag()], True),
-        ([flag(category=None, text="Safeguarding concern - adult")], True),
-        ([flag(status="inactive")], None),
-        ([flag(end="2026-11-20")], None),
-        ([flag(end="2026-11-21")], True),
-        ([flag(category="clinical", text="Allergy")], None),
-        # BaRS scene-safety flag: its own category system, and "The Scene is safe" is no concern
-        (
-            [
-                {
-                    "resourceType": "Flag",
-                    "status": "active",
-                    "category": [
-                        {"coding": [{"system": "https://fhir.nhs.uk/CodeSystem/flag-categories-bars", "code": "SS"}]}
-                    ],
-                    "code": {"coding": [{"code": "S", "display": "The Scene is safe"}]},
-                }
-            ],
-            None,
-        ),
-        ([], None),
-    ],
-)
-def test_safeguarding_is_a_flag_only_and_never_its_detail(flags: list[dict[str, Any]], expected: bool | None) -> None:
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([flag()], True),
+    ([flag(category=None, text="Safeguarding concern - adult")], True),
+    ([flag(status="inactive")], None),
+    ([flag(end="2026-11-20")], None),
+    ([flag(end="2026-11-21")], True),
+    ([flag(category="clinical", text="Allergy")], None),
+    # BaRS scene-safety flag: its own category system, and "The Scene is safe" is no concern
+    ([{"resourceType": "Flag", "status": "active",
+       "category": [{"coding": [{"system": "https://fhir.nhs.uk/CodeSystem/flag-categories-bars",
+                                 "code": "SS"}]}],
+       "code": {"coding": [{"code": "S", "display": "The Scene is safe"}]}}], None),
+    ([], None),
+])
+def test_safeguarding_is_a_flag_only_and_never_its_detail(
+    flags: list[dict[str, Any]], expected: bool | None
+) -> None:
     packet = build(extras={"flags": flags})
     assert packet.body.get("referral", {}).get("safeguarding_concern") is expected
     assert "Lone worker" not in json.dumps(packet.body)
@@ -486,12 +369,8 @@ def test_safeguarding_is_a_flag_only_and_never_its_detail(flags: list[dict[str, 
 
 
 def test_what_matters_to_me_is_read_only_from_finished_questionnaire_responses() -> None:
-    extras = {
-        "questionnaire_responses": [
-            what_matters("Draft words", status="in-progress"),
-            what_matters("My garden", status="amended"),
-        ]
-    }
+    extras = {"questionnaire_responses": [what_matters("Draft words", status="in-progress"),
+                                          what_matters("My garden", status="amended")]}
     assert build(extras=extras).body["referral"]["what_matters_to_me"] == "My garden"
 
 
@@ -507,56 +386,24 @@ def test_a_misspelt_agreement_field_is_refused() -> None:
 
 def test_created_at_must_carry_a_time_zone() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        build_packet(
-            referral={},
-            patient=None,
-            extras={},
-            decision=permit(),
-            allowed_fields=(),
-            referral_id="r",
-            packet_id="p",
-            recipient=HOST,
-            referrer={"organisation": "A81001"},
-            created_at=datetime(2026, 11, 21),
-        )
+        build_packet(referral={}, patient=None, extras={}, decision=permit(), allowed_fields=(),
+                     referral_id="r", packet_id="p", recipient=HOST, referrer={"organisation": "A81001"},
+                     created_at=datetime(2026, 11, 21))
 
 
-@pytest.mark.parametrize(
-    ("kind", "reason"),
-    [
-        ("recall", "revoked"),
-        ("recall", "entered-in-error"),
-        ("cease", "consent-withdrawn"),
-        ("cease", "consent-expired"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "reason"), [("recall", "revoked"), ("recall", "entered-in-error"),
+                                              ("cease", "consent-withdrawn"), ("cease", "consent-expired")])
 def test_notices_carry_the_referral_id_and_a_coded_reason_only(kind: Any, reason: str) -> None:
-    notice = notice_packet(
-        kind, referral_id="SPR-7Q2K9", packet_id="pkt-0002", recipient=HOST, reason=reason, created_at=CREATED
-    )
-    assert set(notice) == {
-        "schema",
-        "kind",
-        "packet_id",
-        "referral_id",
-        "created_at",
-        "recipient",
-        "reason",
-        "reason_text",
-    }
+    notice = notice_packet(kind, referral_id="SPR-7Q2K9", packet_id="pkt-0002", recipient=HOST,
+                           reason=reason, created_at=CREATED)
+    assert set(notice) == {"schema", "kind", "packet_id", "referral_id", "created_at", "recipient",
+                           "reason", "reason_text"}
     assert (notice["kind"], notice["reason"], notice["referral_id"]) == (kind, reason, "SPR-7Q2K9")
     assert schema_errors(notice) == []
 
 
-@pytest.mark.parametrize(
-    ("kind", "reason"),
-    [
-        ("recall", "consent-withdrawn"),
-        ("cease", "revoked"),
-        ("cease", "Mrs Smith asked us to stop"),
-        ("erase", "revoked"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "reason"), [("recall", "consent-withdrawn"), ("cease", "revoked"),
+                                              ("cease", "Mrs Smith asked us to stop"), ("erase", "revoked")])
 def test_notices_refuse_free_text_or_mismatched_reasons(kind: Any, reason: str) -> None:
     with pytest.raises(ValueError):
         notice_packet(kind, referral_id="r", packet_id="p", recipient=HOST, reason=reason, created_at=CREATED)
@@ -575,19 +422,16 @@ def test_schema_uses_only_keywords_the_test_validator_checks() -> None:
     assert _keywords(SCHEMA) <= SUPPORTED_KEYWORDS
 
 
-@pytest.mark.parametrize(
-    "broken",
-    [
-        {"person": {"first_name": None}},
-        {"person": {"first_name": ""}},
-        {"person": {}},
-        {"person": {"contact_routes": []}},
-        {"person": {"diagnosis": "x"}},
-        {"referral": {"safeguarding_concern": False}},
-        {"kind": "recall"},
-        {"extra": 1},
-    ],
-)
+@pytest.mark.parametrize("broken", [
+    {"person": {"first_name": None}},
+    {"person": {"first_name": ""}},
+    {"person": {}},
+    {"person": {"contact_routes": []}},
+    {"person": {"diagnosis": "x"}},
+    {"referral": {"safeguarding_concern": False}},
+    {"kind": "recall"},
+    {"extra": 1},
+])
 def test_schema_rejects_nulls_empties_unknown_fields_and_wrong_kinds(broken: dict[str, Any]) -> None:
     body = build(patient=rich_patient()).body
     for key, value in broken.items():

@@ -25,138 +25,93 @@ from tests.mappings.test_packet import schema_errors
 CREATED = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
 # Short texts that include blanks and whitespace, so "no value" cases come up often.
-text = st.sampled_from(["", " ", "Alex", "Sam Lee", "  padded  ", "07700900123", "x@example.org"]) | st.text(max_size=6)
-concept = st.fixed_dictionaries(
-    {},
-    optional={
-        "text": text,
-        "coding": st.lists(st.fixed_dictionaries({}, optional={"code": text, "display": text}), max_size=2),
-    },
+text = st.sampled_from(["", " ", "Alex", "Sam Lee", "  padded  ", "07700900123", "x@example.org"]) | st.text(
+    max_size=6
 )
+concept = st.fixed_dictionaries({}, optional={
+    "text": text,
+    "coding": st.lists(st.fixed_dictionaries({}, optional={"code": text, "display": text}), max_size=2),
+})
 
-human_name = st.fixed_dictionaries(
-    {},
-    optional={
-        "use": st.sampled_from(["official", "usual", "nickname", "old", "maiden", "temp", "anonymous"]),
-        "given": st.lists(text, max_size=2),
-        "text": text,
-    },
-)
-contact_point = st.fixed_dictionaries(
-    {},
-    optional={
-        "system": st.sampled_from(["phone", "email", "sms", "fax", "url", "pager", "other"]),
-        "value": text,
-        "use": st.sampled_from(["home", "work", "temp", "old", "mobile", "cell"]),
-        "rank": st.integers(1, 3),
-    },
-)
+human_name = st.fixed_dictionaries({}, optional={
+    "use": st.sampled_from(["official", "usual", "nickname", "old", "maiden", "temp", "anonymous"]),
+    "given": st.lists(text, max_size=2),
+    "text": text,
+})
+contact_point = st.fixed_dictionaries({}, optional={
+    "system": st.sampled_from(["phone", "email", "sms", "fax", "url", "pager", "other"]),
+    "value": text,
+    "use": st.sampled_from(["home", "work", "temp", "old", "mobile", "cell"]),
+    "rank": st.integers(1, 3),
+})
 contact_preference = st.builds(
-    lambda days, when, fmt: {
-        "url": UKCORE_CONTACT_PREFERENCE,
-        "extension": [
-            {"url": "PreferredContactTimes", "valueTiming": {"repeat": {"dayOfWeek": days, "when": when}}},
-            {"url": "PreferredWrittenCommunicationFormat", "valueCodeableConcept": fmt},
-        ],
-    },
+    lambda days, when, fmt: {"url": UKCORE_CONTACT_PREFERENCE, "extension": [
+        {"url": "PreferredContactTimes", "valueTiming": {"repeat": {"dayOfWeek": days, "when": when}}},
+        {"url": "PreferredWrittenCommunicationFormat", "valueCodeableConcept": fmt},
+    ]},
     st.lists(st.sampled_from(["mon", "tue", "sat"]), max_size=2),
     st.lists(st.sampled_from(["MORN", "EVE", "PCM"]), max_size=2),
     concept,
 )
 nhs_communication = st.builds(
-    lambda language, interpreter: {
-        "url": UKCORE_NHS_COMMUNICATION,
-        "extension": [
-            {"url": "language", "valueCodeableConcept": language},
-            {"url": "interpreterRequired", "valueBoolean": interpreter},
-        ],
-    },
-    concept,
-    st.booleans(),
+    lambda language, interpreter: {"url": UKCORE_NHS_COMMUNICATION, "extension": [
+        {"url": "language", "valueCodeableConcept": language},
+        {"url": "interpreterRequired", "valueBoolean": interpreter},
+    ]},
+    concept, st.booleans(),
 )
-address = st.fixed_dictionaries(
-    {},
-    optional={
-        "use": st.sampled_from(["home", "work", "temp", "old"]),
-        "line": st.lists(text, max_size=2),
-        "city": text,
-        "postalCode": text,
-    },
-)
+address = st.fixed_dictionaries({}, optional={
+    "use": st.sampled_from(["home", "work", "temp", "old"]),
+    "line": st.lists(text, max_size=2),
+    "city": text,
+    "postalCode": text,
+})
 communication = st.fixed_dictionaries({"language": concept}, optional={"preferred": st.booleans()})
-patient = st.fixed_dictionaries(
-    {"resourceType": st.just("Patient")},
-    optional={
-        "name": st.lists(human_name, max_size=3),
-        "telecom": st.lists(contact_point, max_size=3),
-        "extension": st.lists(contact_preference | nhs_communication, max_size=2),
-        "communication": st.lists(communication, max_size=2),
-        "identifier": st.lists(
-            st.builds(lambda v: {"system": NHS_NUMBER, "value": v}, st.from_regex(r"\A[0-9]{10}\Z") | text), max_size=1
-        ),
-        "birthDate": st.dates().map(date.isoformat) | st.sampled_from(["1950", "1950-02", "999-01-01", ""]),
-        "address": st.lists(address, max_size=2),
-        "gender": st.sampled_from(["male", "female", "other", "unknown"]),
-    },
-)
-referral = st.fixed_dictionaries(
-    {"resourceType": st.just("ServiceRequest")},
-    optional={
-        "reasonCode": st.lists(concept, max_size=3),
-        "note": st.lists(st.fixed_dictionaries({"text": text}), max_size=2),
-        "priority": st.sampled_from(["routine", "urgent", "asap", "stat", "soon"]),
-    },
-)
+patient = st.fixed_dictionaries({"resourceType": st.just("Patient")}, optional={
+    "name": st.lists(human_name, max_size=3),
+    "telecom": st.lists(contact_point, max_size=3),
+    "extension": st.lists(contact_preference | nhs_communication, max_size=2),
+    "communication": st.lists(communication, max_size=2),
+    "identifier": st.lists(st.builds(lambda v: {"system": NHS_NUMBER, "value": v},
+                                     st.from_regex(r"\A[0-9]{10}\Z") | text), max_size=1),
+    "birthDate": st.dates().map(date.isoformat) | st.sampled_from(["1950", "1950-02", "999-01-01", ""]),
+    "address": st.lists(address, max_size=2),
+    "gender": st.sampled_from(["male", "female", "other", "unknown"]),
+})
+referral = st.fixed_dictionaries({"resourceType": st.just("ServiceRequest")}, optional={
+    "reasonCode": st.lists(concept, max_size=3),
+    "note": st.lists(st.fixed_dictionaries({"text": text}), max_size=2),
+    "priority": st.sampled_from(["routine", "urgent", "asap", "stat", "soon"]),
+})
 answer_item = st.builds(
     lambda link, answer: {"linkId": link, "answer": [{"valueString": answer}]},
-    st.sampled_from(["what-matters-to-me", "accessibility-needs", "other"]),
-    text,
+    st.sampled_from(["what-matters-to-me", "accessibility-needs", "other"]), text,
 )
 questionnaire_response = st.builds(
     lambda status, items: {"resourceType": "QuestionnaireResponse", "status": status, "item": items},
-    st.sampled_from(["completed", "amended", "in-progress"]),
-    st.lists(answer_item, max_size=3),
+    st.sampled_from(["completed", "amended", "in-progress"]), st.lists(answer_item, max_size=3),
 )
 flag = st.builds(
-    lambda status, category, words: {
-        "resourceType": "Flag",
-        "status": status,
-        "code": {"text": words},
-        "category": [{"coding": [{"system": FLAG_CATEGORY, "code": category}]}],
-    },
-    st.sampled_from(["active", "inactive"]),
-    st.sampled_from(["safety", "clinical", "admin"]),
+    lambda status, category, words: {"resourceType": "Flag", "status": status, "code": {"text": words},
+                                     "category": [{"coding": [{"system": FLAG_CATEGORY, "code": category}]}]},
+    st.sampled_from(["active", "inactive"]), st.sampled_from(["safety", "clinical", "admin"]),
     st.sampled_from(["Safeguarding: adult at risk", "Dog in property", ""]),
 )
-extras = st.fixed_dictionaries(
-    {},
-    optional={
-        "questionnaire_responses": st.lists(questionnaire_response, max_size=2),
-        "flags": st.lists(flag, max_size=2),
-    },
-)
+extras = st.fixed_dictionaries({}, optional={
+    "questionnaire_responses": st.lists(questionnaire_response, max_size=2),
+    "flags": st.lists(flag, max_size=2),
+})
 agreement = st.frozensets(st.sampled_from(ALL_FIELDS))
 permitted = st.frozensets(st.sampled_from(sorted(ALL_CATEGORIES)), min_size=1)
 
 
-def build(
-    ref: dict[str, Any],
-    pat: dict[str, Any] | None,
-    more: dict[str, Any],
-    allowed: frozenset[str],
-    categories: frozenset[str],
-) -> Packet:
+def build(ref: dict[str, Any], pat: dict[str, Any] | None, more: dict[str, Any], allowed: frozenset[str],
+          categories: frozenset[str]) -> Packet:
     return build_packet(
-        referral=ref,
-        patient=pat,
-        extras=more,
+        referral=ref, patient=pat, extras=more,
         decision=Decision(True, categories, "c1", "property test"),
-        allowed_fields=allowed,
-        referral_id="SPR-1",
-        packet_id="pkt-1",
-        recipient="8VC01",
-        referrer={"organisation": "A81001", "name": "Dr Jones"},
-        created_at=CREATED,
+        allowed_fields=allowed, referral_id="SPR-1", packet_id="pkt-1", recipient="8VC01",
+        referrer={"organisation": "A81001", "name": "Dr Jones"}, created_at=CREATED,
     )
 
 
@@ -179,10 +134,7 @@ def empty_values(value: Any) -> list[Any]:
 @settings(max_examples=300, deadline=None)
 @given(referral, st.none() | patient, extras, agreement, permitted)
 def test_only_agreed_and_consented_fields_appear_and_fields_lists_exactly_them(
-    ref: dict[str, Any],
-    pat: dict[str, Any] | None,
-    more: dict[str, Any],
-    allowed: frozenset[str],
+    ref: dict[str, Any], pat: dict[str, Any] | None, more: dict[str, Any], allowed: frozenset[str],
     categories: frozenset[str],
 ) -> None:
     packet = build(ref, pat, more, allowed, categories)
@@ -192,14 +144,7 @@ def test_only_agreed_and_consented_fields_appear_and_fields_lists_exactly_them(
         assert FIELD_CATEGORY[path] in categories
     assert packet.fields == paths
     assert set(packet.body) - {"person", "referral"} == {
-        "schema",
-        "kind",
-        "packet_id",
-        "referral_id",
-        "created_at",
-        "recipient",
-        "referrer",
-    }
+        "schema", "kind", "packet_id", "referral_id", "created_at", "recipient", "referrer"}
     assert empty_values(packet.body) == []
     assert schema_errors(packet.body) == []
 
@@ -207,10 +152,7 @@ def test_only_agreed_and_consented_fields_appear_and_fields_lists_exactly_them(
 @settings(max_examples=200, deadline=None)
 @given(referral, patient, extras, agreement, permitted)
 def test_narrowing_agreement_or_consent_only_removes_fields_never_changes_them(
-    ref: dict[str, Any],
-    pat: dict[str, Any],
-    more: dict[str, Any],
-    allowed: frozenset[str],
+    ref: dict[str, Any], pat: dict[str, Any], more: dict[str, Any], allowed: frozenset[str],
     categories: frozenset[str],
 ) -> None:
     full = build(ref, pat, more, frozenset(ALL_FIELDS), ALL_CATEGORIES)

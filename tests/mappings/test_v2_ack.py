@@ -42,17 +42,8 @@ def test_ae_carries_err_location_code_severity_and_message() -> None:
     ack = build_ack(parse_message(ref_i12()), "AE", error=error, now=NOW)
     read(ack)
     assert fields(ack, "MSA") == ["MSA", "AE", "BARSV2A1", "PID-3 has no NHS number."]
-    assert fields(ack, "ERR") == [
-        "ERR",
-        "",
-        "PID^1^3",
-        "101^Required field missing^HL70357",
-        "E",
-        "",
-        "",
-        "",
-        "PID-3 has no NHS number.",
-    ]
+    assert fields(ack, "ERR") == ["ERR", "", "PID^1^3", "101^Required field missing^HL70357", "E", "", "", "",
+                                  "PID-3 has no NHS number."]
 
 
 def test_err_location_with_component_and_segment_only() -> None:
@@ -99,14 +90,16 @@ def test_unsupported_version_is_answered_in_2_5() -> None:
 
 
 def test_version_2_3_ack_has_two_component_type_and_eld_err() -> None:
-    ack = build_ack(parse_message(ref_i12(version="2.3")), "AE", error=V2Rejection("AE", "PID", 3, "No."), now=NOW)
+    ack = build_ack(parse_message(ref_i12(version="2.3")), "AE", error=V2Rejection("AE", "PID", 3, "No."),
+                    now=NOW)
     read(ack)
     assert fields(ack, "MSH")[8] == "ACK^I12"
     assert fields(ack, "ERR") == ["ERR", "PID^1^3^101&Required field missing&HL70357"]
 
 
 def test_version_2_8_ack_has_no_msa_3() -> None:
-    ack = build_ack(parse_message(ref_i12(version="2.8")), "AE", error=V2Rejection("AE", "PID", 3, "No."), now=NOW)
+    ack = build_ack(parse_message(ref_i12(version="2.8")), "AE", error=V2Rejection("AE", "PID", 3, "No."),
+                    now=NOW)
     read(ack)
     assert fields(ack, "MSA") == ["MSA", "AE", "BARSV2A1"]
     assert fields(ack, "ERR")[8] == "No."

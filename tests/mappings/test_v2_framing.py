@@ -90,10 +90,9 @@ def test_unframe_strips_one_mllp_block_for_http_bodies() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    messages=st.lists(st.binary(max_size=50).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")), max_size=5),
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
-)
+@given(messages=st.lists(st.binary(max_size=50).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")),
+                         max_size=5),
+       cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
 def test_any_chunking_yields_the_same_messages(messages: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(frame(m) for m in messages)
     points = sorted({c for c in cuts if c < len(stream)} | {0, len(stream)})

@@ -52,9 +52,7 @@ def test_repeated_field_gives_each_repetition() -> None:
     segs = replace_segment(segments(), "PID", f"PID|1||{NHS}^^^NHS^NH~H123^^^RX1^MR||Example^Robin")
     pid = parse_message(er7(segs)).segment("PID")
     assert [(r.component(1), r.component(4), r.component(5)) for r in pid.get(3)] == [
-        (NHS, "NHS", "NH"),
-        ("H123", "RX1", "MR"),
-    ]
+        (NHS, "NHS", "NH"), ("H123", "RX1", "MR")]
 
 
 def test_z_segment_is_kept_and_readable() -> None:
@@ -104,7 +102,8 @@ def test_one_segment_message_is_rejected_ar() -> None:
     assert (error.ack_code, error.code) == ("AR", "100")
 
 
-@pytest.mark.parametrize(("msh9", "code"), [("ADT^A04^ADT_A04", "200"), ("REF^I15^REF_I12", "201"), ("ORU^R01", "200")])
+@pytest.mark.parametrize(("msh9", "code"), [("ADT^A04^ADT_A04", "200"), ("REF^I15^REF_I12", "201"),
+                                            ("ORU^R01", "200")])
 def test_unsupported_message_type_is_rejected_ar(msh9: str, code: str) -> None:
     segs = segments()
     segs[0] = segs[0].replace("REF^I12^REF_I12", msh9)

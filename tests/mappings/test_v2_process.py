@@ -67,11 +67,13 @@ def test_i14_sample_with_an_nhs_number_is_an_aa_cancel() -> None:
     raw = text.replace("PATID1234^5^M11^ADT1^GOOD HEALTH HOSPITAL~", f"{NHS}^^^NHS^NH~", 1).encode()
     outcome = process_v2(raw, now=NOW)
     assert outcome.ack_code == "AA"
-    request = next(e["resource"] for e in outcome.bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+    request = next(e["resource"] for e in outcome.bundle["entry"]
+                   if e["resource"]["resourceType"] == "ServiceRequest")
     assert request["status"] == "revoked"
 
 
-@pytest.mark.parametrize("raw", [b"MSH|garbage", b"\x00\x01\x02", b"PID|1||x", b"", ref_i12().replace(b"RF1", b"ZZ9")])
+@pytest.mark.parametrize("raw", [b"MSH|garbage", b"\x00\x01\x02", b"PID|1||x", b"",
+                                 ref_i12().replace(b"RF1", b"ZZ9")])
 def test_contract_junk_is_answered_not_raised(raw: bytes) -> None:
     outcome = process_v2(raw, now=NOW)
     assert outcome.ack_code in ("AE", "AR")
@@ -104,21 +106,12 @@ def corruptions() -> st.SearchStrategy[bytes]:
     flipped = flips.map(lambda changes: _apply(VALID, changes))
     truncated = st.integers(0, len(VALID)).map(lambda n: VALID[:n])
     deleted = st.sets(st.integers(0, 4), min_size=1).map(
-        lambda gone: er7([s for i, s in enumerate(segments()) if i not in gone]).encode()
-    )
-    inserted = st.tuples(
-        st.integers(0, len(VALID)),
-        st.sampled_from([b"|", b"^", b"~", b"\\", b"&", b"\r", b"\n", b"\\X0\\", b"\\F", b"MSH|"]),
-    )
-    spliced = inserted.map(lambda t: VALID[: t[0]] + t[1] + VALID[t[0] :])
-    return st.one_of(
-        flipped,
-        truncated,
-        deleted,
-        spliced,
-        st.binary(max_size=600),
-        st.binary(max_size=300).map(lambda b: b"MSH|^~\\&|" + b),
-    )
+        lambda gone: er7([s for i, s in enumerate(segments()) if i not in gone]).encode())
+    inserted = st.tuples(st.integers(0, len(VALID)), st.sampled_from([b"|", b"^", b"~", b"\\", b"&", b"\r", b"\n",
+                                                                       b"\\X0\\", b"\\F", b"MSH|"]))
+    spliced = inserted.map(lambda t: VALID[: t[0]] + t[1] + VALID[t[0]:])
+    return st.one_of(flipped, truncated, deleted, spliced, st.binary(max_size=600),
+                     st.binary(max_size=300).map(lambda b: b"MSH|^~\\&|" + b))
 
 
 def _apply(data: bytes, changes: list[tuple[int, int]]) -> bytes:

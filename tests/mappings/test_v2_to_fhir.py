@@ -14,10 +14,8 @@ from profiles.systems import NHS_NUMBER, ODS_CODE, SNOMED, SP_REFERRAL
 from tests.fixtures.hl7v2.messages import HERE, NHS, OTHER_NHS, er7, ref_i12, replace_segment, segments
 
 RECEIVED = datetime(2026, 11, 20, 10, 31, 5, tzinfo=UTC)
-RF1 = (
-    "RF1|A^Accepted^HL70283|R^Routine^HL70280|SP^Social prescribing^L||O^Outgoing^HL70284|BARSV2A1-R|"
-    "20261120|||Loneliness and isolation"
-)
+RF1 = ("RF1|A^Accepted^HL70283|R^Routine^HL70280|SP^Social prescribing^L||O^Outgoing^HL70284|BARSV2A1-R|"
+       "20261120|||Loneliness and isolation")
 
 
 def bundle_of(segs: list[str]) -> dict[str, Any]:
@@ -49,26 +47,17 @@ def test_contract_message_maps_to_a_valid_message_bundle() -> None:
     assert bundle["type"] == "message"
     assert bundle["timestamp"] == "2026-11-20T10:30:00+00:00"
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
-        "MessageHeader",
-        "ServiceRequest",
-        "Patient",
-        "Practitioner",
-        "Organization",
-    ]
+        "MessageHeader", "ServiceRequest", "Patient", "Practitioner", "Organization"]
     assert all(e["fullUrl"].startswith("urn:uuid:") for e in bundle["entry"])
 
 
 def test_message_header_is_a_bars_new_referral_focused_on_the_request() -> None:
     bundle = bundle_of(segments())
     header = resource(bundle, "MessageHeader")
-    assert header["eventCoding"] == {
-        "system": "https://fhir.nhs.uk/CodeSystem/message-events-bars",
-        "code": "servicerequest-request",
-    }
-    assert header["reason"]["coding"][0] == {
-        "system": "https://fhir.nhs.uk/CodeSystem/message-reason-bars",
-        "code": "new",
-    }
+    assert header["eventCoding"] == {"system": "https://fhir.nhs.uk/CodeSystem/message-events-bars",
+                                     "code": "servicerequest-request"}
+    assert header["reason"]["coding"][0] == {"system": "https://fhir.nhs.uk/CodeSystem/message-reason-bars",
+                                             "code": "new"}
     assert header["source"] == {"endpoint": f"{ODS_CODE}|RX1", "name": "HOSPPAS"}
     assert header["focus"] == [{"reference": bundle["entry"][1]["fullUrl"]}]
     sender = next(e for e in bundle["entry"] if e["fullUrl"] == header["sender"]["reference"])
@@ -78,15 +67,11 @@ def test_message_header_is_a_bars_new_referral_focused_on_the_request() -> None:
 def test_service_request_carries_referral_id_priority_code_and_reason() -> None:
     bundle = bundle_of(segments())
     request = resource(bundle, "ServiceRequest")
-    assert request["identifier"] == [
-        {"system": "https://sp-gateway.dev/fhir/Id/v2-referral/RX1", "value": "BARSV2A1-R"}
-    ]
+    assert request["identifier"] == [{"system": "https://sp-gateway.dev/fhir/Id/v2-referral/RX1",
+                                      "value": "BARSV2A1-R"}]
     assert (request["status"], request["intent"], request["priority"]) == ("active", "order", "routine")
-    assert request["code"]["coding"][0] == {
-        "system": SNOMED,
-        "code": SP_REFERRAL,
-        "display": "Referral to social prescribing service",
-    }
+    assert request["code"]["coding"][0] == {"system": SNOMED, "code": SP_REFERRAL,
+                                            "display": "Referral to social prescribing service"}
     assert request["code"]["coding"][1]["code"] == "SP"
     assert request["code"]["text"] == "Social prescribing"
     assert request["reasonCode"] == [{"text": "Loneliness and isolation"}]
@@ -121,15 +106,12 @@ def test_requester_is_the_rp_practitioner() -> None:
     assert "identifier" not in practitioner
 
 
-@pytest.mark.parametrize(
-    ("pln", "system"),
-    [
-        ("C1234567^GMC", "https://fhir.hl7.org.uk/Id/gmc-number"),
-        ("G1234567^^^GMP", "https://fhir.hl7.org.uk/Id/gmp-number"),
-        ("X99^SL^^20240112", "https://sp-gateway.dev/fhir/Id/v2-provider/SL"),
-        ("X99", "https://sp-gateway.dev/fhir/Id/v2-provider/RX1"),
-    ],
-)
+@pytest.mark.parametrize(("pln", "system"), [
+    ("C1234567^GMC", "https://fhir.hl7.org.uk/Id/gmc-number"),
+    ("G1234567^^^GMP", "https://fhir.hl7.org.uk/Id/gmp-number"),
+    ("X99^SL^^20240112", "https://sp-gateway.dev/fhir/Id/v2-provider/SL"),
+    ("X99", "https://sp-gateway.dev/fhir/Id/v2-provider/RX1"),
+])
 def test_prd_7_identifier_gets_a_uk_core_or_local_system(pln: str, system: str) -> None:
     segs = replace_segment(segments(), "PRD", f"PRD|RP^Referring provider^HL70286|Patel^Nina|||||{pln}")
     assert requester_of(bundle_of(segs))["identifier"][0] == {"system": system, "value": pln.split("^")[0]}
@@ -140,10 +122,8 @@ def test_rt_provider_becomes_the_performer() -> None:
     bundle = bundle_of(segs)
     request = resource(bundle, "ServiceRequest")
     performer = resource(bundle, "Practitioner", 1)
-    assert request["performer"][0]["identifier"] == {
-        "system": "https://fhir.hl7.org.uk/Id/gmp-number",
-        "value": "LW001",
-    }
+    assert request["performer"][0]["identifier"] == {"system": "https://fhir.hl7.org.uk/Id/gmp-number",
+                                                     "value": "LW001"}
     assert request["performer"][0]["reference"] == bundle["entry"][4]["fullUrl"]
     assert performer["name"][0]["family"] == "Link"
 
@@ -163,10 +143,8 @@ def test_same_control_id_from_another_sender_gets_other_full_urls() -> None:
     assert resource(two, "MessageHeader")["source"]["endpoint"] == "https://sp-gateway.dev/fhir/Id/v2-facility|DEMO"
 
 
-@pytest.mark.parametrize(
-    ("trigger", "reason", "status"),
-    [("I12", "new", "active"), ("I13", "update", "active"), ("I14", "update", "revoked")],
-)
+@pytest.mark.parametrize(("trigger", "reason", "status"), [("I12", "new", "active"), ("I13", "update", "active"),
+                                                           ("I14", "update", "revoked")])
 def test_trigger_event_sets_reason_and_status(trigger: str, reason: str, status: str) -> None:
     bundle = bundle_of(segments(trigger=trigger))
     assert resource(bundle, "MessageHeader")["reason"]["coding"][0]["code"] == reason
@@ -258,11 +236,9 @@ def test_other_pid_3_identifiers_are_kept_with_a_local_system() -> None:
     segs = replace_segment(segments(), "PID", f"PID|1||H123^^^RX1^MR~{NHS}^^^NHS^NH||Example^Robin")
     identifiers = resource(bundle_of(segs), "Patient")["identifier"]
     assert identifiers[0] == {"system": NHS_NUMBER, "value": NHS}
-    assert identifiers[1] == {
-        "system": "https://sp-gateway.dev/fhir/Id/v2-patient/RX1",
-        "value": "H123",
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
-    }
+    assert identifiers[1] == {"system": "https://sp-gateway.dev/fhir/Id/v2-patient/RX1", "value": "H123",
+                              "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                   "code": "MR"}]}}
 
 
 @pytest.mark.parametrize("name", ["RF1", "PID"])
@@ -277,44 +253,31 @@ def test_missing_referring_provider_is_ae() -> None:
     assert (error.ack_code, error.location) == ("AE", "PRD-1")
 
 
-@pytest.mark.parametrize(
-    ("code", "gender"),
-    [("M", "male"), ("F", "female"), ("U", "unknown"), ("O", "other"), ("A", "other"), ("N", "other")],
-)
+@pytest.mark.parametrize(("code", "gender"), [("M", "male"), ("F", "female"), ("U", "unknown"), ("O", "other"),
+                                              ("A", "other"), ("N", "other")])
 def test_pid_8_maps_to_administrative_gender(code: str, gender: str) -> None:
     segs = replace_segment(segments(), "PID", f"PID|1||{NHS}^^^NHS^NH||Example^Robin||19480311|{code}")
     assert resource(bundle_of(segs), "Patient")["gender"] == gender
 
 
 def test_pid_13_mobile_and_email_become_telecom() -> None:
-    segs = replace_segment(
-        segments(),
-        "PID",
-        f"PID|1||{NHS}^^^NHS^NH||Example^Robin||||||||07700900321^PRN^CP~^NET^Internet^robin@example.org",
-    )
+    segs = replace_segment(segments(), "PID", f"PID|1||{NHS}^^^NHS^NH||Example^Robin||||||||"
+                           "07700900321^PRN^CP~^NET^Internet^robin@example.org")
     assert resource(bundle_of(segs), "Patient")["telecom"] == [
         {"system": "phone", "value": "07700900321", "use": "mobile"},
-        {"system": "email", "value": "robin@example.org"},
-    ]
+        {"system": "email", "value": "robin@example.org"}]
 
 
 def test_repeated_ntes_become_several_notes_with_escapes_decoded() -> None:
     segs = [*segments(), "NTE|2||Likes \\T\\ needs: walking\\R\\gardening", "NTE|3||Line one~Line two"]
     notes = resource(bundle_of(segs), "ServiceRequest")["note"]
-    assert [n["text"] for n in notes] == [
-        "Recently bereaved, would like a walking group",
-        "Likes & needs: walking~gardening",
-        "Line one\nLine two",
-    ]
+    assert [n["text"] for n in notes] == ["Recently bereaved, would like a walking group",
+                                          "Likes & needs: walking~gardening", "Line one\nLine two"]
 
 
 def test_dg1_and_readable_obx_become_notes_and_binary_obx_does_not() -> None:
-    segs = [
-        *segments(),
-        "DG1|1||F32.9^Depressive episode^I10",
-        "OBX|1|NM|SWEMWBS^Wellbeing score^L||21|score",
-        "OBX|2|ED|IMG^Image^L||^IM^JPEG^Base64^AAAA",
-    ]
+    segs = [*segments(), "DG1|1||F32.9^Depressive episode^I10", "OBX|1|NM|SWEMWBS^Wellbeing score^L||21|score",
+            "OBX|2|ED|IMG^Image^L||^IM^JPEG^Base64^AAAA"]
     notes = [n["text"] for n in resource(bundle_of(segs), "ServiceRequest")["note"]]
     assert notes[1:] == ["Diagnosis: Depressive episode", "Wellbeing score: 21 score"]
 

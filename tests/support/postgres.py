@@ -45,11 +45,8 @@ def _service_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+                   check=True, capture_output=True)
     return SERVICE_USER
 
 
@@ -78,54 +75,15 @@ class PostgresServer:
             shutil.chown(self.root, self.user)
             shutil.chown(self.socket_dir, self.user)
         prefix = _run_as(self.user)
-        subprocess.run(
-            [
-                *prefix,
-                str(self.bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                self.superuser,
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run([*prefix, str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", self.superuser,
+                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
         options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' -c fsync=off -c max_connections=100"
-        subprocess.run(
-            [
-                *prefix,
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(self.root / "server.log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run([*prefix, str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                        str(self.root / "server.log"), "-w", "start"], check=True, capture_output=True)
 
     def stop(self) -> None:
-        subprocess.run(
-            [
-                *_run_as(self.user),
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.root / "data"),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-            capture_output=True,
-        )
+        subprocess.run([*_run_as(self.user), str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m",
+                        "immediate", "stop"], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
