@@ -125,8 +125,6 @@ async def start_export(request: Request, viewer: Viewer = IG) -> Response:
         }
 
     job_id = jobs.start(app.engine, kind=KIND, username=viewer.user.username, work=work)
-    if request.headers.get("hx-request"):
-        return render(request, "_export_progress.html", viewer=viewer, job=_job(request, viewer, job_id))
     return redirect(f"/console/exports/{job_id}")
 
 

@@ -82,17 +82,15 @@ def test_csv_export_of_a_uk_date_range(browser, ig_officer, demo_log, engine) ->
     assert [int(r[0]) for r in rows[1:]] == expected[: len(rows) - 1]
 
 
-def test_htmx_start_returns_the_polling_fragment(browser, ig_officer, demo_log) -> None:
+def test_the_job_page_polls_with_htmx_and_answers_htmx_with_the_fragment(browser, ig_officer, demo_log) -> None:
     sign_in(browser, ig_officer)
-    page = browser.get("/console/exports")
-    fragment = browser.post(
-        "/console/exports",
-        data={"csrf_token": csrf_of(page.text), "from": "2020-01-01", "to": TODAY, "format": "csv"},
-        headers={"HX-Request": "true"},
-    )
+    url = start(browser, **{"from": "2020-01-01", "to": TODAY, "format": "csv"}).headers["location"]
+    fragment = browser.get(url, headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and "<html" not in fragment.text
-    assert re.search(r'hx-get="/console/exports/[0-9a-f]+" hx-trigger="load delay:1s"', fragment.text)
-    assert 'role="status"' in fragment.text
+    assert 'role="status"' in fragment.text and 'id="export-job"' in fragment.text
+    if "Written so far" in fragment.text:  # still running: it polls itself
+        assert f'hx-get="{url}" hx-trigger="load delay:1s"' in fragment.text
+    assert "Your export is ready" in finished(browser, url)
 
 
 def test_bad_ranges_are_refused_with_the_error_summary(browser, ig_officer, demo_log) -> None:
