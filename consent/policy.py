@@ -105,11 +105,8 @@ def withdrawn_recipients(
 
     def permitted(consents: Sequence[dict[str, Any]], recipient: str) -> bool:
         return decide(
-            consents,
-            recipient=recipient,
-            purpose=SOCIAL_PRESCRIBING_PURPOSE,
-            categories=ALL_CATEGORIES,
-            now=now,
+            consents, recipient=recipient, purpose=SOCIAL_PRESCRIBING_PURPOSE,
+            categories=ALL_CATEGORIES, now=now,
         ).permit
 
     return {r for r in candidates if permitted(before, r) and not permitted(after, r)}
@@ -212,7 +209,9 @@ def _permitted(provision: dict[str, Any], *, recipient: str, purpose: str, now: 
     return base - removed
 
 
-def _nested_applies(sub: dict[str, Any], *, recipient: str, purpose: str, now: datetime, is_deny: bool) -> bool:
+def _nested_applies(
+    sub: dict[str, Any], *, recipient: str, purpose: str, now: datetime, is_deny: bool
+) -> bool:
     """A nested rule applies unless it clearly excludes this recipient, time, action or purpose."""
     actors = _recipients(sub)
     if actors and recipient not in actors:
@@ -243,8 +242,7 @@ def _category_codes(provision: dict[str, Any], *, deny: bool) -> frozenset[str] 
     found: set[str] = set()
     for concept in concepts:
         ours = {
-            str(c.get("code"))
-            for c in (concept or {}).get("coding") or []
+            str(c.get("code")) for c in (concept or {}).get("coding") or []
             if c.get("system") == LOCAL_DATA_CATEGORY and c.get("code") in ALL_CATEGORIES
         }
         if not ours and deny:
@@ -282,8 +280,7 @@ def _allows_disclose(provision: dict[str, Any]) -> bool:
         return True
     return any(
         c.get("system") == CONSENT_ACTION and c.get("code") == DISCLOSE
-        for concept in actions
-        for c in (concept or {}).get("coding") or []
+        for concept in actions for c in (concept or {}).get("coding") or []
     )
 
 
