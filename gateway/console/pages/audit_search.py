@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -50,8 +51,6 @@ class Filters:
 
     def query(self, page: int) -> str:
         """Returns the query string of this search at another page (for the paging links)."""
-        from urllib.parse import urlencode
-
         values = {
             "nhs": self.nhs,
             "from": self.date_from,
