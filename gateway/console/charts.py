@@ -80,9 +80,7 @@ def bar_chart(chart_id: str, title: str, description: str, months: list[str], se
             f'<text x="{label_x:.1f}" y="{TOP + plot_h + 18}" text-anchor="middle" font-size="12" '
             f'fill="#212b32">{escape(month)}</text>'
         )
-    parts.append(
-        f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#212b32"/>'
-    )
+    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#212b32"/>')
     for s, one in enumerate(series):  # the legend, two to a row, under the plot
         x = LEFT + (s % 2) * (plot_w / 2)
         y = HEIGHT - 16 + (s // 2) * LEGEND_ROW
