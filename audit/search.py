@@ -19,7 +19,7 @@ counted but not returned: their content is no longer in the database.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from audit.events import (
     DCM,
     ISO_LIFECYCLE,
     LOCAL_AUDIT_SUBTYPE,
+    LOCAL_CLIENT_ID,
     RESTFUL_INTERACTION,
 )
 from audit.store import AuditEntry
@@ -44,6 +45,7 @@ SUBTYPE_SYSTEMS = frozenset({RESTFUL_INTERACTION, DCM, ISO_LIFECYCLE, BALP_AUTHZ
 OUTCOME_CODES = frozenset({"0", "4", "8", "12"})
 ACTION_CODES = frozenset({"C", "R", "U", "D", "E"})
 _DATE_RE = re.compile(r"\A(ge|le|gt|lt|eq)?(\d{4}(?:-\d{2}(?:-\d{2}(?:T.+)?)?)?)\Z")
+_CLIENT_ID_RE = re.compile(r"\A[A-Za-z0-9._-]{1,100}\Z")
 _SORTS = {"date": AuditEntry.seq.asc(), "-date": AuditEntry.seq.desc()}  # type: ignore[attr-defined]
 
 
@@ -224,9 +226,29 @@ def sort_order(params: list[tuple[str, str]]) -> Any:
     return _SORTS[sorts[0]]
 
 
-def search(session: Session, params: list[tuple[str, str]], *, count: int, offset: int) -> AuditPage:
-    """Returns the page of entries matching every parameter (count rows from offset)."""
-    where = conditions(params)
+def client_condition(client_id: str) -> Condition:
+    """Entries in which the API client `client_id` took part (its agent identifier, as the stored
+    canonical JSON spells it: keys sorted, no spaces). Raises AuditSearchError for a malformed id.
+
+    Client ids are not a search column: the condition reads the content, so it matches live entries
+    only (archived ones have none), which is what a page of results shows anyway."""
+    if not _CLIENT_ID_RE.match(client_id):
+        raise AuditSearchError("a client id is 1 to 100 letters, digits, dots, hyphens or underscores", "client")
+    spelled = orjson.dumps({"system": LOCAL_CLIENT_ID, "value": client_id}).decode()
+    escaped = spelled.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return AuditEntry.content.like(f"%{escaped}%", escape="\\")  # type: ignore[union-attr]
+
+
+def search(
+    session: Session,
+    params: list[tuple[str, str]],
+    *,
+    count: int,
+    offset: int,
+    extra: Sequence[Condition] = (),
+) -> AuditPage:
+    """Returns the page of entries matching every parameter and `extra` condition (count rows from offset)."""
+    where = [*conditions(params), *extra]
     order = sort_order(params)
     live = select(AuditEntry.content).where(*where, AuditEntry.content.is_not(None)).order_by(order)  # type: ignore[union-attr]
     rows = session.scalars(live.offset(offset).limit(count + 1)).all()

@@ -160,14 +160,14 @@ def publish_due_checkpoint(engine: Engine, settings: Settings, *, force: bool = 
 class CheckpointThread(threading.Thread):
     """Signs and publishes a checkpoint every `checkpoint_interval_minutes` (started by serve and demo)."""
 
-    def __init__(self, engine: Engine, settings: Settings):
+    def __init__(self, engine: Engine, settings: Settings, interval_seconds: float | None = None):
         super().__init__(name="spgw-checkpoints", daemon=True)
         self.engine, self.settings = engine, settings
+        self.interval = interval_seconds if interval_seconds is not None else settings.checkpoint_interval_minutes * 60
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        interval = self.settings.checkpoint_interval_minutes * 60
-        while not self.stopping.wait(interval):
+        while not self.stopping.wait(self.interval):
             try:
                 publish_due_checkpoint(self.engine, self.settings)
             except WitnessError as exc:

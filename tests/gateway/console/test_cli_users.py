@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pyotp
-import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
@@ -20,14 +19,10 @@ from gateway.schema import init_db
 PASSWORD = "a perfectly long password"
 
 
-@pytest.fixture
-def backend() -> str:
-    """SQLite only: `spgw users --data-dir` opens the data folder's SQLite database, so on the PostgreSQL
-    parameter the command and the test would look at two different databases."""
-    return "sqlite"
-
-
-def _data(tmp_path: Path, settings, engine) -> list[str]:  # type: ignore[no-untyped-def]
+def _data(tmp_path: Path, settings, engine, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    # The commands must reach the test's database: on PostgreSQL that is a URL, not the data folder.
+    if settings.database_url:
+        monkeypatch.setenv("SPGW_DATABASE_URL", settings.database_url)
     init_db(engine)
     seed_directory(engine, settings)
     return ["--data-dir", str(settings.data_dir)]
@@ -37,8 +32,8 @@ def _run(*args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, list(args), input=stdin)
 
 
-def test_users_add_prints_a_totp_uri_once_and_stores_an_argon2_hash(tmp_path, settings, engine) -> None:
-    data = _data(tmp_path, settings, engine)
+def test_users_add_prints_a_totp_uri_once_and_stores_an_argon2_hash(tmp_path, settings, engine, monkeypatch) -> None:
+    data = _data(tmp_path, settings, engine, monkeypatch)
     added = _run(
         "users",
         "add",
@@ -64,8 +59,8 @@ def test_users_add_prints_a_totp_uri_once_and_stores_an_argon2_hash(tmp_path, se
     assert "otpauth" not in _run("users", "list", *data).output
 
 
-def test_users_add_refuses_bad_input_in_words(tmp_path, settings, engine) -> None:
-    data = _data(tmp_path, settings, engine)
+def test_users_add_refuses_bad_input_in_words(tmp_path, settings, engine, monkeypatch) -> None:
+    data = _data(tmp_path, settings, engine, monkeypatch)
     no_stdin = _run("users", "add", "x.y", "--role", "ig-officer", "--org", "QJM", *data)
     assert no_stdin.exit_code != 0 and "--password-stdin" in no_stdin.output
     short = _run(
@@ -104,8 +99,8 @@ def test_users_add_refuses_bad_input_in_words(tmp_path, settings, engine) -> Non
     assert host.exit_code == 0, host.output
 
 
-def test_disable_ends_sessions_and_reset_gives_new_secrets(tmp_path, settings, engine) -> None:
-    data = _data(tmp_path, settings, engine)
+def test_disable_ends_sessions_and_reset_gives_new_secrets(tmp_path, settings, engine, monkeypatch) -> None:
+    data = _data(tmp_path, settings, engine, monkeypatch)
     first = _run(
         "users", "add", "dee.admin", "--role", "admin", "--org", "QJM", "--password-stdin", *data, stdin=PASSWORD + "\n"
     ).output
@@ -123,10 +118,10 @@ def test_disable_ends_sessions_and_reset_gives_new_secrets(tmp_path, settings, e
         assert check_password(session, "dee.admin", "another long password") is not None
 
 
-def test_users_code_only_prints_codes_of_demo_accounts(tmp_path, settings, engine) -> None:
+def test_users_code_only_prints_codes_of_demo_accounts(tmp_path, settings, engine, monkeypatch) -> None:
     from gateway.console.demo import seed_console_users
 
-    data = _data(tmp_path, settings, engine)
+    data = _data(tmp_path, settings, engine, monkeypatch)
     logins = seed_console_users(engine, settings)
     demo = _run("users", "code", logins[0].username, *data)
     assert demo.exit_code == 0 and re.fullmatch(r"\d{6}\n", demo.output)
