@@ -15,6 +15,7 @@ import hashlib
 import logging
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,14 @@ def claim(
         ]
 
 
+def writeback_trace_ids(dedup_key: str) -> dict[str, str]:
+    """X-Request-ID and X-Correlation-ID for a write-back: UUIDs as BaRS requires, derived from the
+    delivery's key so that every retry of one write-back carries the same pair (the GP system's
+    idempotency key), and no two write-backs share one."""
+    request_id = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spgw:writeback:{dedup_key}")
+    return {"X-Request-ID": str(request_id), "X-Correlation-ID": str(request_id)}
+
+
 def send(
     http: httpx.Client,
     org: Organisation | None,
@@ -116,7 +125,7 @@ def send(
         if not org.fhir_endpoint:
             raise PermanentDeliveryError(f"{org.id} has no FHIR endpoint configured")
         url = org.fhir_endpoint
-        headers = {"Content-Type": "application/fhir+json", "X-Request-ID": item.dedup_key}
+        headers = {"Content-Type": "application/fhir+json", **writeback_trace_ids(item.dedup_key)}
     else:
         if not org.webhook_url or not org.webhook_secret:
             raise PermanentDeliveryError(f"{org.id} has no webhook configured")

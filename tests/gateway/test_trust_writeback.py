@@ -5,6 +5,7 @@ pending to be re-sent every lease nor blocks the rows leased with it."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -109,6 +110,10 @@ def test_write_backs_sharing_a_submission_id_are_each_delivered_and_disclosed(ap
         written_back = [d for d in report.json()["disclosures"] if d["recipient_org"] == GP]
         assert len(written_back) == 1, report.text
         assert written_back[0]["referral"].startswith("ServiceRequest/")
+    # BaRS trace ids: UUIDs, one pair per write-back, the same on every retry of it
+    request_ids = [r.headers["X-Request-ID"] for r in receiver.got if str(r.url) == GP_ENDPOINT]
+    assert len(set(request_ids)) == 2 and all(str(uuid.UUID(i)) == i for i in request_ids)
+    assert set(request_ids) == {worker.writeback_trace_ids(r.dedup_key)["X-Request-ID"] for r in rows}
     # each send was recorded before it left
     attempts = [d for d in descriptions(app) if "outcome unknown until recorded" in d and "wb-out-" in d]
     assert len(attempts) == 2
