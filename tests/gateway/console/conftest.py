@@ -78,9 +78,11 @@ def sign_in(client: TestClient, account: Account) -> None:
     assert done.headers["location"].startswith("/console/")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Debian's Chromium under Playwright, for the whole session; skipped only when it is not installed."""
+    """Debian's Chromium under Playwright, for one test module; skipped only when it is not installed.
+    Not for the whole session: Playwright's sync API keeps an asyncio loop running in the main thread
+    until it stops, and anyio tests in later modules (test_auth_server.py) cannot start their own."""
     from tests.gateway.console.browser import CHROMIUM, launch
 
     if not CHROMIUM.exists():
