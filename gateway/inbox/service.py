@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,9 +88,21 @@ def _host(ctx: RequestContext) -> str:
     return ctx.principal.organisation
 
 
+def _every(fetch: Callable[[int], workflow.Page]) -> list[dict[str, Any]]:
+    """Reads a host's feed from the start, page after page: a person's inbox shows all of it."""
+    items: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        page = fetch(since)
+        items.extend(page.items)
+        if not page.more:
+            return items
+        since = page.last_seq
+
+
 def _notices(ctx: RequestContext) -> list[Notice]:
     assert ctx.session is not None
-    bodies = workflow.list_notices(ctx)
+    bodies = _every(lambda since: workflow.list_notices(ctx, since=since))
     acks = {
         a.packet_id: a
         for a in ctx.session.exec(
@@ -116,9 +129,10 @@ def _notices(ctx: RequestContext) -> list[Notice]:
 
 
 def inbox(ctx: RequestContext) -> tuple[list[Item], list[Notice]]:
-    """Returns the host's referrals (new ones first, then newest first) and its notices, newest first."""
+    """Returns the host's referrals (new ones first, then the most recently changed first) and its notices,
+    newest first."""
     with ctx.transaction():
-        views = workflow.list_packets(ctx, None)  # oldest first
+        views = _every(lambda since: workflow.list_packets(ctx, None, since=since))  # in the order they changed
         notices = _notices(ctx)
         _audit(ctx, "inbox-viewed", f"{len(views)} referrals and {len(notices)} notices shown in the inbox")
     items = [_item(v) for v in reversed(views)]
