@@ -58,7 +58,7 @@ function request()
   local body = template:gsub("__NHS__", number):gsub("__REF__", "BENCH-" .. counter .. "-" .. math.random(1, 1e9))
   local headers = {["Content-Type"] = "application/fhir+json",
                    ["X-Request-ID"] = string.format("%08x-0000-4000-8000-%012x", math.random(0, 0xffffffff), counter),
-                   ["X-Correlation-ID"] = "bench"}
+                   ["X-Correlation-ID"] = "b3c4e5f6-0000-4000-8000-000000000000"}
   if token then headers["Authorization"] = "Bearer " .. token end
   return wrk.format("POST", "/fhir/$process-message", headers, body)
 end

@@ -142,7 +142,7 @@ def bench_p99(server, work: Path, seconds: int, rate: float) -> dict[str, float]
             "Authorization": f"Bearer {gw.token}",
             "Content-Type": "application/fhir+json",
             "X-Request-ID": str(uuid.uuid4()),
-            "X-Correlation-ID": "bench",
+            "X-Correlation-ID": str(uuid.uuid4()),
         }
         response = http.post("/fhir/$process-message", content=body, headers=headers)
         took = time.perf_counter() - due

@@ -110,7 +110,11 @@ def _gp_headers(app):  # type: ignore[no-untyped-def]
 
     def headers() -> dict[str, str]:
         token = issue_access_token(app.state.spgw.token_keys, principal, issuer="http://testserver", ttl=300)
-        return {"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4()), "X-Correlation-ID": "c-1"}
+        return {
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": str(uuid.uuid4()),
+            "X-Correlation-ID": str(uuid.uuid4()),
+        }
 
     return headers
 
