@@ -46,7 +46,13 @@ def test_kill_9_of_one_gateway_and_one_worker_loses_nothing(settings, engine, tm
     with CrmSimulator(delay=0.02) as crm:
         with Session(engine) as session:
             _, crm.secret = upsert_organisation(
-                session, org_id="8VC01", name="Befriending", kind="vcse", delivery_mode="webhook", webhook_url=crm.url
+                session,
+                org_id="8VC01",
+                name="Befriending",
+                kind="vcse",
+                delivery_mode="webhook",
+                webhook_url=crm.url,
+                allow_insecure_endpoints=True,  # the simulator listens on loopback
             )
             session.commit()
         with (

@@ -28,7 +28,13 @@ def free_port() -> int:
 
 def spgw_env(settings: Any, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPGW_", "PROMETHEUS_"))}
-    env.update(SPGW_DATA_DIR=str(settings.data_dir), AUTHLIB_INSECURE_TRANSPORT="1", **extra)
+    # The suite's receivers (CRM and GP simulators) listen on loopback, as in the demo.
+    env.update(
+        SPGW_DATA_DIR=str(settings.data_dir),
+        AUTHLIB_INSECURE_TRANSPORT="1",
+        SPGW_ALLOW_INSECURE_ENDPOINTS="true",
+        **extra,
+    )
     if settings.database_url:
         env["SPGW_DATABASE_URL"] = settings.database_url
     return env
