@@ -5,7 +5,7 @@ sharing is a consent given; a later version (or a new Consent) that denies or en
 withdrawal (R4 Consent.status inactive or rejected, or provision.type deny, as the demo's
 withdrawal is); a version that changes nothing in that sense is not counted again.
 Consents are visible to IG officers across the whole gateway (repository `_visible`), so this
-read is not narrowed to one tenant.
+read, which only an IG officer may make, is not narrowed to one tenant.
 """
 
 from __future__ import annotations
@@ -13,30 +13,27 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import select
 from sqlmodel import Session
 
+from consent.history import GIVEN, WITHDRAWN, classify
+from gateway.auth.principal import Principal, Role
 from gateway.models import FhirResource, ResourceVersion
+from gateway.storage.scope import ScopeRequired, scoped
 
-GIVEN, WITHDRAWN = "given", "withdrawn"
-
-
-def classify(consent: dict[str, Any]) -> str | None:
-    """Returns 'given', 'withdrawn' or None (draft, proposed, entered-in-error) for one Consent version."""
-    status = consent.get("status")
-    provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
-    if status in ("inactive", "rejected") or (status == "active" and provision.get("type") == "deny"):
-        return WITHDRAWN
-    if status == "active":
-        return GIVEN
-    return None
+__all__ = ["GIVEN", "WITHDRAWN", "consents_per_month"]
 
 
-def consents_per_month(session: Session, month_of: Callable[[datetime], str]) -> Counter[tuple[str, str]]:
-    """Returns {(month, 'given' | 'withdrawn'): count} of the changes the Consent versions record."""
+@scoped(Principal)
+def consents_per_month(
+    session: Session, scope: Principal, month_of: Callable[[datetime], str]
+) -> Counter[tuple[str, str]]:
+    """Returns {(month, 'given' | 'withdrawn'): count} of the changes the Consent versions record, for an
+    IG officer only (numbers across every tenant, nothing about a person)."""
+    if scope.role is not Role.IG_OFFICER:
+        raise ScopeRequired(f"consent statistics are for IG officers, not {scope.role}")
     query = (
         select(ResourceVersion.resource_pk, ResourceVersion.last_updated, ResourceVersion.content)
         .join(FhirResource, FhirResource.pk == ResourceVersion.resource_pk)  # type: ignore[arg-type]

@@ -13,10 +13,11 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from audit.stats import disclosures_per_recipient_month
+from gateway.auth.principal import ROLE_SCOPES, Principal, Role
 from gateway.console.charts import Series, bar_chart
 from gateway.console.plain import UK
 from gateway.console.roles import ConsoleRole, register_nav
-from gateway.console.web import Viewer, render, require, state
+from gateway.console.web import CONSOLE_CLIENT, Viewer, render, require, state
 from gateway.organisations import list_organisations
 from gateway.storage.consent_history import GIVEN, WITHDRAWN, consents_per_month
 
@@ -51,12 +52,23 @@ def _table(months: list[str], columns: list[str], counts: Counter[tuple[str, str
     return [[month_label(m), *(counts[(m, c)] for c in columns)] for m in months]
 
 
+def ig_principal(viewer: Viewer) -> Principal:
+    """The signed-in IG officer as the storage layer's caller scope."""
+    return Principal(
+        CONSOLE_CLIENT,
+        viewer.user.organisation_id,
+        Role.IG_OFFICER,
+        frozenset(ROLE_SCOPES[Role.IG_OFFICER]),
+        viewer.user.username,
+    )
+
+
 @router.get("/console/charts")
 def charts_page(request: Request, viewer: Viewer = IG) -> Response:
     with Session(state(request).engine) as session:
         names = {org.id: org.name for org in list_organisations(session)}
         disclosures = disclosures_per_recipient_month(session, month_of)
-        consents = consents_per_month(session, month_of)
+        consents = consents_per_month(session, ig_principal(viewer), month_of)
     months = last_months(datetime.now(UTC))
     labels = [month_label(m) for m in months]
     recipients = sorted({r for m, r in disclosures if m in months}, key=lambda r: names.get(r, r).lower())

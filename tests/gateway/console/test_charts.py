@@ -11,10 +11,12 @@ import pytest
 from sqlmodel import Session
 
 from audit.stats import disclosures_per_recipient_month
+from consent.history import classify
+from gateway.auth.principal import ROLE_SCOPES, Principal, Role
 from gateway.console.charts import Series, bar_chart, nice_maximum
 from gateway.console.pages.charts import last_months, month_of
 from gateway.demo import DEMO_ORGANISATIONS, seed
-from gateway.storage.consent_history import classify, consents_per_month
+from gateway.storage.consent_history import consents_per_month
 from tests.gateway.console.conftest import sign_in
 
 NAMES = {org_id: name for org_id, name, _ in DEMO_ORGANISATIONS}
@@ -64,7 +66,8 @@ def test_demo_counts_each_packet_once_and_the_withdrawal(demo_log, engine) -> No
     now = month_of(datetime.now(UTC))
     with Session(engine) as session:
         disclosures = disclosures_per_recipient_month(session, month_of)
-        consents = consents_per_month(session, month_of)
+        ig = Principal("console", "QJM", Role.IG_OFFICER, frozenset(ROLE_SCOPES[Role.IG_OFFICER]))
+        consents = consents_per_month(session, ig, month_of)
     assert set(disclosures) and all(month == now for month, _ in disclosures)
     assert consents[(now, "withdrawn")] == 1
     assert consents[(now, "given")] >= 2
