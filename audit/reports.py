@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -244,6 +245,37 @@ def _rows(session: Session, nhs: str) -> Iterable[Any]:
         .order_by(AuditEntry.seq)  # type: ignore[arg-type]
     )
     return session.exec(query)  # type: ignore[call-overload]
+
+
+REACCESS = re.compile(r"^re-access by (?P<host>\S+) of packet (?P<packet>\S+), ")
+
+
+@dataclass(frozen=True)
+class Reaccess:
+    """A host's reads of a packet version it already held (BALP read events, not disclosures)."""
+
+    count: int
+    last: str
+
+
+def reaccesses(session: Session, nhs: str) -> dict[tuple[str, str], Reaccess]:
+    """Returns {(host, packet_id): its re-access reads} for the patient with this NHS number."""
+    query = (
+        select(AuditEntry.content)
+        .where(AuditEntry.patient_nhs == nhs, AuditEntry.type_code == "rest", AuditEntry.action == "R")
+        .order_by(AuditEntry.seq)  # type: ignore[arg-type]
+    )
+    found: dict[tuple[str, str], Reaccess] = {}
+    for content in session.exec(query):  # type: ignore[call-overload]
+        if content is None:
+            continue
+        event = orjson.loads(content)
+        match = REACCESS.match(event.get("outcomeDesc") or "")
+        if match:
+            key = (match["host"], match["packet"])
+            seen = found.get(key)
+            found[key] = Reaccess((seen.count if seen else 0) + 1, event.get("recorded", ""))
+    return found
 
 
 def disclosure_report(session: Session, nhs: str, *, organisation_names: Mapping[str, str]) -> DisclosureReport:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlmodel import Session, select
 
-from audit.reports import Disclosure, disclosure_report
+from audit.reports import Disclosure, Reaccess, disclosure_report, reaccesses
 from gateway.models import FhirResource, OutboxMessage, Packet, Referral, utc
 from gateway.organisations import list_organisations
 from mappings.packet import NOTICE_REASONS
@@ -197,10 +197,15 @@ def _consent_label(basis: str | None, consents: Mapping[str, ConsentFacts], name
 
 
 def _disclosure_entries(
-    disclosures: list[Disclosure], consents: Mapping[str, ConsentFacts], names: Mapping[str, str]
+    disclosures: list[Disclosure],
+    consents: Mapping[str, ConsentFacts],
+    names: Mapping[str, str],
+    reads_again: Mapping[tuple[str, str], Reaccess] | None = None,
 ) -> list[Entry]:
     """One entry per disclosure event; re-reads of the same packet (same version: same fields, same basis) by
-    the same host are grouped with a count rather than listed one per poll."""
+    the same host are grouped with a count rather than listed one per poll: older logs record them as
+    repeated disclosures, the gateway now as re-access reads (`reads_again`)."""
+    reads_again = reads_again or {}
     groups: dict[tuple[Any, ...], list[Disclosure]] = {}
     for d in disclosures:
         key = (d.recipient_org, d.packet_id, tuple(d.fields), d.basis)
@@ -216,8 +221,11 @@ def _disclosure_entries(
             ("Data-sharing agreement", f"the agreement registered for {host}"),
             ("How", first.how),
         ]
-        if len(reads) > 1:
-            details.append(("Read again", f"{len(reads) - 1} more times, last on {uk_time(last.when)}"))
+        again = reads_again.get((first.recipient_org or "", first.packet_id or ""))
+        more = len(reads) - 1 + (again.count if again else 0)
+        if more:
+            latest = again.last if again and again.last > last.when else last.when
+            details.append(("Read again", f"{more} more times, last on {uk_time(latest)}"))
         entries.append(
             Entry(
                 _parse_time(first.when, datetime.now(UTC)),
@@ -259,6 +267,7 @@ def build(
     notices: list[NoticeFacts],
     names: Mapping[str, str],
     archived_entries: int = 0,
+    reads_again: Mapping[tuple[str, str], Reaccess] | None = None,
 ) -> Timeline:
     """Returns the timeline, oldest first."""
     by_id = {c.consent_id: c for c in consents}
@@ -271,7 +280,7 @@ def build(
         )
         for r in referrals
     ]
-    entries += _disclosure_entries(disclosures, by_id, names)
+    entries += _disclosure_entries(disclosures, by_id, names, reads_again)
     entries += [_consent_entry(c, names) for c in consents]
     entries += [_notice_entry(n, names) for n in notices]
     entries.sort(key=lambda e: e.when)
@@ -327,4 +336,5 @@ def load_timeline(session: Session, nhs: str) -> Timeline:
         notices=notices,
         names=names,
         archived_entries=report.archived_entries,
+        reads_again=reaccesses(session, nhs),
     )
