@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 VCSE_STATUSES = ("accepted", "declined", "in-progress", "completed")
-PacketStatus = Literal["new", "accepted", "declined", "in-progress", "completed", "recalled", "ceased"]
+PacketStatus = Literal["new", "accepted", "declined", "on-hold", "in-progress", "completed", "recalled", "ceased"]
 
 
 class StatusUpdate(BaseModel):

@@ -135,6 +135,7 @@ def test_no_email_is_queued_without_smtp_or_without_a_registered_address(client,
 def test_spgw_inbox_set_email_checks_the_host_and_the_address(tmp_path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     runner = CliRunner()
+    assert runner.invoke(main, ["migrate", *data]).exit_code == 0  # commands never create the schema themselves
     for org, kind in (("8VC01", "vcse"), ("A81001", "gp-practice")):
         put = runner.invoke(main, ["orgs", "put", org, "--name", f"Org {org}", "--kind", kind, *data])
         assert put.exit_code == 0, put.output
