@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -45,7 +46,7 @@ def backup(dest: Path | None, data_dir: Path | None) -> None:
         dest = settings.data_dir / "backups" / f"spgw-{stamp}.{'dump' if postgres else 'db'}"
     if dest.exists():
         raise click.ClickException(f"{dest} exists; give a new file name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if postgres:
         _pg_dump(settings, dest)
     else:
@@ -53,10 +54,17 @@ def backup(dest: Path | None, data_dir: Path | None) -> None:
     click.echo(f"backup written to {dest.resolve()}")
 
 
+def _private_file(path: Path) -> Path:
+    """Creates `path` empty and readable by its owner only, before anything writes patient data into it
+    (SQLite and pg_dump keep the mode of a file that exists)."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+    return path
+
+
 def _sqlite_backup(source: Path, dest: Path) -> None:
     if not source.is_file():
         raise click.ClickException(f"there is no database at {source}: nothing to back up")
-    partial = dest.with_name(dest.name + ".partial")
+    partial = _private_file(dest.with_name(dest.name + ".partial"))
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     out = sqlite3.connect(partial)
     try:
@@ -73,7 +81,7 @@ def _pg_dump(settings: Settings, dest: Path) -> None:
     if pg_dump is None:
         raise click.ClickException("pg_dump is not installed (Debian: apt-get install postgresql-client)")
     url = make_url(settings.db_url).set(drivername="postgresql")
-    partial = dest.with_name(dest.name + ".partial")
+    partial = _private_file(dest.with_name(dest.name + ".partial"))
     # The URL (with any password) goes in as the dbname argument, which pg_dump treats as a connection string.
     done = subprocess.run(  # noqa: S603 (a fixed program and arguments; no shell)
         [pg_dump, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={url.render_as_string(False)}"],

@@ -53,6 +53,7 @@ def test_a_backup_restores_to_a_copy_whose_audit_log_verifies(client, token_for,
     late = referral_bundle("9990001030", "A81001", vcse_id="8VC01", ref_id="BK-late", consent_to=["8VC01"])
     assert client.post("/fhir/$process-message", json=late, headers={**token_for("demo-gp"), **FHIR}).status_code == 200
 
+    assert dest.stat().st_mode & 0o777 == 0o600  # a backup holds patient data: its owner's only
     restored = _restore(settings, dest, tmp_path / "restored")
     verified = spgw(restored, "audit", "verify", "--checkpoint", str(note))
     assert verified.exit_code == 0, verified.output
@@ -61,7 +62,9 @@ def test_a_backup_restores_to_a_copy_whose_audit_log_verifies(client, token_for,
 
 
 def _restore(settings: Settings, backup: Path, folder: Path) -> Settings:
-    """What the operator does: keys from where they keep secrets, the database from the backup."""
+    """What the operator does: keys from where they keep secrets, the database from the backup, in a
+    private folder (the gateway refuses a data folder others can read)."""
+    folder.mkdir(mode=0o700)
     shutil.copytree(settings.keys_dir, folder / "keys")
     if settings.database_url is None:
         shutil.copy2(backup, folder / "spgw.db")

@@ -329,7 +329,7 @@ def test_the_readme_walk_through_runs_as_written_twice(tmp_path: Path) -> None:
         ]
     first, second = runs
     assert first.returncode == 0, first.stderr
-    assert '"type": "collection"' in first.stdout  # step 2 stored the referral
+    assert '"type": "message"' in first.stdout and '"code": "ok"' in first.stdout  # step 2: BaRS response
     assert '"code": "REC_CONFLICT"' in second.stdout  # step 2 again: the 409 the README explains
     for run in runs:
         assert "null" not in run.stdout.split("ServiceRequest/", 1)[1].split("\n", 1)[0]
