@@ -41,13 +41,21 @@ SPGW = Path(sys.executable).parent / "spgw"
 TARGET, GOAL, WORKERS_TARGET = 0.5, 0.7, 1.6
 
 # wrk script: each request gets a fresh NHS number (Modulus 11 valid), referral identifier and request id.
+# Every wrk thread has its own Lua state and, unseeded, the same random sequence: each is numbered in
+# setup() and seeds with its number, so two threads never send the same referral at once.
 LUA = r"""
 counter = 0
 template = nil
 token = os.getenv("BENCH_TOKEN")
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 function init(args)
   local f = io.open(os.getenv("BENCH_BODY"), "r"); template = f:read("*a"); f:close()
-  counter = math.random(1, 100000000)
+  math.randomseed(os.time() * 1000 + tid)
+  counter = tid * 20000000 + math.random(1, 10000000)
 end
 local function nhs(n)
   while true do
