@@ -218,3 +218,20 @@ def _check_key_name(name: object) -> None:
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signs the log's checkpoints and segment notes: its origin line (also the key name) and the
+    Ed25519 private key. The gateway owns its keys and hands one over; audit/ never reads a key folder."""
+
+    origin: str
+    key: Ed25519PrivateKey
+
+    def verifier_key(self) -> str:
+        """Returns the verifier key (`<name>+<hex id>+<base64 key>`) a third party needs to check notes."""
+        return verifier_key_string(self.origin, self.key.public_key())
+
+    def sign(self, text: str) -> str:
+        """Returns `text` as a note signed by this signer."""
+        return sign_note(text, self.origin, self.key)

@@ -18,8 +18,8 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from audit.events import AuditContext, system_event
+from audit.snapshot import read_snapshot, stream
 from audit.store import AuditEntry, append
-from audit.verify import read_snapshot, stream
 
 FORMATS = ("ndjson", "csv")
 PROGRESS_EVERY = 1000  # rows between progress calls

@@ -127,6 +127,49 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class ProofError(LookupError):
+    """No proof can be given: the entry or tree size is outside the log, or the log is damaged there."""
+
+
+def path_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """Returns the leaf ranges whose roots make PATH(index, D[size]) (RFC 9162 §2.1.3.1), leaf first."""
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m = 0, size, index
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if m < k:
+            ranges.append((lo + k, hi))  # PATH(m, D[0:k]) : MTH(D[k:n])
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))  # PATH(m - k, D[k:n]) : MTH(D[0:k])
+            lo, m = lo + k, m - k
+    ranges.reverse()  # the split points were visited root first; the RFC lists them leaf first
+    return ranges
+
+
+def consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
+    """Returns the leaf ranges whose roots make PROOF(old_size, D[size]) (RFC 9162 §2.1.4.1); none when
+    old_size is 0 or size (nothing to prove)."""
+    if old_size in (0, size):
+        return []
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, whole = 0, size, old_size, True
+    # SUBPROOF(m, D[lo:hi], whole) unrolled: each step either ends the walk or narrows the range.
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            lo, m, whole = lo + k, m - k, False
+    if not whole:
+        # SUBPROOF(m, D[m], false) = {MTH(D[m])}; with b true the old root is known and left out.
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
+
+
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """Returns PATH(index, D[n]) (RFC 9162 §2.1.3.1), the audit path ordered from the leaf up.
 
@@ -135,20 +178,7 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     n = len(leaves)
     if not 0 <= index < n:
         raise IndexError(f"leaf index {index} is outside a tree of {n} leaves")
-    path: list[bytes] = []
-    lo, hi, m = 0, n, index
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if m < k:
-            # PATH(m, D[0:k]) : MTH(D[k:n])
-            path.append(_range_root(leaves, lo + k, hi))
-            hi = lo + k
-        else:
-            # PATH(m - k, D[k:n]) : MTH(D[0:k])
-            path.append(_range_root(leaves, lo, lo + k))
-            lo, m = lo + k, m - k
-    path.reverse()  # the split points were visited root first; the RFC lists them leaf first
-    return path
+    return [_range_root(leaves, lo, hi) for lo, hi in path_ranges(index, n)]
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
@@ -181,26 +211,7 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
     n = len(leaves)
     if not 0 <= old_size <= n:
         raise ValueError(f"old size {old_size} is outside [0, {n}]")
-    if old_size in (0, n):
-        return []
-    proof: list[bytes] = []
-    lo, hi, m, whole = 0, n, old_size, True
-    # SUBPROOF(m, D[lo:hi], whole) unrolled: each step either ends the walk or narrows the range.
-    while m != hi - lo:
-        k = _split(hi - lo)
-        if m <= k:
-            # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-            proof.append(_range_root(leaves, lo + k, hi))
-            hi = lo + k
-        else:
-            # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-            proof.append(_range_root(leaves, lo, lo + k))
-            lo, m, whole = lo + k, m - k, False
-    if not whole:
-        # SUBPROOF(m, D[m], false) = {MTH(D[m])}; with b true the old root is known and left out.
-        proof.append(_range_root(leaves, lo, hi))
-    proof.reverse()
-    return proof
+    return [_range_root(leaves, lo, hi) for lo, hi in consistency_ranges(old_size, n)]
 
 
 def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
@@ -254,3 +265,31 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
 def _hashes_ok(proof: Sequence[bytes]) -> bool:
     """Returns True if every proof element is a bytes value of the hash length."""
     return all(isinstance(p, bytes) and len(p) == HASH_SIZE for p in proof)
+
+
+class RangeRoots:
+    """Roots of disjoint leaf ranges, built while the leaves stream past once (O(log n) memory each):
+    how a proof is made from a stored log without holding its leaves."""
+
+    def __init__(self, ranges: Sequence[tuple[int, int]]) -> None:
+        self._ranges = list(ranges)
+        self._order = sorted(range(len(self._ranges)), key=lambda i: self._ranges[i][0])
+        self._trees = [IncrementalTree() for _ in self._ranges]
+        self._pos = 0
+
+    def add(self, index: int, leaf: bytes) -> None:
+        """Feeds leaf `index`; leaves must come in index order."""
+        order, ranges = self._order, self._ranges
+        while self._pos < len(order) and ranges[order[self._pos]][1] <= index:
+            self._pos += 1
+        if self._pos < len(order):
+            i = order[self._pos]
+            if ranges[i][0] <= index:
+                self._trees[i].append(leaf)
+
+    def roots(self) -> list[bytes]:
+        """Returns each range's root, in the order the ranges were given; raises ProofError if one is short."""
+        for (lo, hi), tree in zip(self._ranges, self._trees, strict=True):
+            if tree.size != hi - lo:
+                raise ProofError(f"leaves {lo}..{hi - 1} are not all in the log")
+        return [tree.root() for tree in self._trees]

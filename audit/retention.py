@@ -27,22 +27,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 
-from audit.checkpoint import CheckpointError, open_note, sign_note
+from audit.checkpoint import CheckpointError, Signer, open_note
 from audit.events import AuditContext, system_event
 from audit.merkle import leaf_hash
+from audit.proofs import make_checkpoint
+from audit.snapshot import read_snapshot, stream
 from audit.store import AuditEntry, append
-from audit.verify import make_checkpoint, read_snapshot, stream
 
 SEGMENT_SUFFIX = ".ndjson"
 NOTE_SUFFIX = ".note"
 
 
 class RetentionSettings(Protocol):
-    audit_origin: str
     audit_retention_days: int
-
-    @property
-    def keys_dir(self) -> Path: ...
 
 
 class ArchiveError(RuntimeError):
@@ -111,14 +108,13 @@ def note_text(origin: str, name: str, first: int, last: int, sha256_hex: str) ->
 def archive(
     engine: Engine,
     settings: RetentionSettings,
+    signer: Signer,
     *,
     out_dir: Path,
     before: datetime | None = None,
     ctx: AuditContext | None = None,
 ) -> ArchiveResult:
     """Archives the content of entries recorded before `before` (default: the retention period ago)."""
-    from gateway.auth.keys import audit_signing_key  # the gateway owns its keys; only the key is borrowed
-
     now = datetime.now(UTC)
     cutoff = before or now - timedelta(days=settings.audit_retention_days)
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
@@ -127,12 +123,11 @@ def archive(
     if found is None:
         return ArchiveResult(None, None, None, 0, None, None)
     first, end = found
-    checkpoint = make_checkpoint(engine, settings, ctx=ctx)
+    checkpoint = make_checkpoint(engine, signer, ctx=ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = segment_name(first, end - 1)
     sha = _write_segment(engine, out_dir / name, first, end)
-    key = audit_signing_key(settings.keys_dir)
-    note = sign_note(note_text(settings.audit_origin, name, first, end - 1, sha), settings.audit_origin, key)
+    note = signer.sign(note_text(signer.origin, name, first, end - 1, sha))
     (out_dir / (name + NOTE_SUFFIX)).write_text(note)
     with Session(engine) as session:
         cleared = session.connection().execute(

@@ -18,37 +18,27 @@ because the root over the first `checkpoint.size` leaves then differs.
 Archived entries (content NULL) keep their leaf hash, so the tree still closes; with a
 segments folder their content is read back from the segment files and checked as well.
 
-`make_checkpoint` signs the tree as it stood before the `audit-checkpoint-signed` event that
-records the signing is appended: a checkpoint of size N covers entries 0..N-1, and the event
-about it is entry N or later. `prove` gives an RFC 9162 inclusion proof for one entry.
+Reading the snapshot is audit/snapshot.py's job, the RFC 9162 ranges audit/merkle.py's, and
+signed checkpoints and inclusion proofs audit/proofs.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.pool import NullPool
-from sqlmodel import Session
+from sqlalchemy import Connection, Engine, select
 
-from audit.checkpoint import Checkpoint, sign_checkpoint, verifier_key_string
-from audit.events import AuditContext, system_event
-from audit.merkle import (
-    EMPTY_ROOT,
-    IncrementalTree,
-    verify_consistency,
-    verify_inclusion,
-)
-from audit.store import AuditCheckpointRecord, AuditEntry, AuditHead, append, index_columns
+from audit.checkpoint import Checkpoint
+from audit.merkle import EMPTY_ROOT, IncrementalTree, RangeRoots, consistency_ranges, verify_consistency
+from audit.snapshot import STREAM_BATCH, head_size, read_snapshot, stream
+from audit.store import AuditEntry, index_columns
 
-STREAM_BATCH = 5000  # rows fetched per round trip; memory stays bounded whatever the log's size
 Progress = Callable[[int, int], None]  # (work done, work in all): entries hashed plus entries read back
 INDEX_NAMES = (
     "recorded",
@@ -68,19 +58,6 @@ ENTRY_COLUMNS = (
     AuditEntry.archived_in,
     *(getattr(AuditEntry, name) for name in INDEX_NAMES),
 )
-
-
-class ProofError(LookupError):
-    """No proof can be given: the entry or tree size is outside the log, or the log is damaged there."""
-
-
-class CheckpointSettings(Protocol):
-    """What checkpoint signing needs from the gateway's settings."""
-
-    audit_origin: str
-
-    @property
-    def keys_dir(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -124,132 +101,6 @@ class VerifyReport:
             if self.archived_unchecked:
                 text += f", not checked (no segments given): {self.archived_unchecked}"
         return text
-
-
-# --- reading one consistent snapshot ------------------------------------------------------------
-
-
-@contextmanager
-def read_snapshot(engine: Engine) -> Iterator[Connection]:
-    """Yields a connection whose reads all see one snapshot of the database, without blocking writers.
-
-    PostgreSQL: a REPEATABLE READ transaction. SQLite: the gateway's engine opens every
-    transaction with BEGIN IMMEDIATE (the writer lock), which a minutes-long verify must not
-    hold; a private engine opens a deferred transaction instead, which in WAL mode is a read
-    snapshot that writers do not wait for.
-    """
-    if engine.dialect.name != "sqlite":
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-        return
-    reader = create_engine(engine.url, poolclass=NullPool, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(reader, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        dbapi_connection.execute("PRAGMA busy_timeout=30000")
-        # Read the file through a memory map: a whole-log scan then skips copying every page
-        # into SQLite's cache (about a fifth of the read time, measured by bench/audit_verify.py).
-        dbapi_connection.execute("PRAGMA mmap_size=1073741824")
-
-    @event.listens_for(reader, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN DEFERRED")
-
-    try:
-        with reader.connect() as conn:
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-    finally:
-        reader.dispose()
-
-
-def stream(conn: Connection, statement: Any) -> Iterator[Any]:
-    """Returns the rows of `statement` fetched in batches (a server-side cursor on PostgreSQL)."""
-    result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(statement)
-    yield from result
-
-
-def head_size(conn: Connection) -> int:
-    """Returns the size the head row records (0 when there is no head row yet)."""
-    size = conn.execute(select(AuditHead.size).where(AuditHead.id == 1)).scalar()
-    return int(size or 0)
-
-
-# --- tree helpers ---------------------------------------------------------------------------------
-
-
-def _largest_power_of_two_below(n: int) -> int:
-    """k of RFC 9162 §2.1.1: the largest power of two smaller than n (n > 1)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def path_ranges(index: int, size: int) -> list[tuple[int, int]]:
-    """Returns the leaf ranges whose roots make PATH(index, D[size]) (RFC 9162 §2.1.3.1), leaf first."""
-    ranges: list[tuple[int, int]] = []
-    lo, hi, m = 0, size, index
-    while hi - lo > 1:
-        k = _largest_power_of_two_below(hi - lo)
-        if m < k:
-            ranges.append((lo + k, hi))
-            hi = lo + k
-        else:
-            ranges.append((lo, lo + k))
-            lo, m = lo + k, m - k
-    ranges.reverse()
-    return ranges
-
-
-def consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
-    """Returns the leaf ranges whose roots make PROOF(old_size, D[size]) (RFC 9162 §2.1.4.1)."""
-    if old_size in (0, size):
-        return []
-    ranges: list[tuple[int, int]] = []
-    lo, hi, m, whole = 0, size, old_size, True
-    while m != hi - lo:
-        k = _largest_power_of_two_below(hi - lo)
-        if m <= k:
-            ranges.append((lo + k, hi))
-            hi = lo + k
-        else:
-            ranges.append((lo, lo + k))
-            lo, m, whole = lo + k, m - k, False
-    if not whole:
-        ranges.append((lo, hi))
-    ranges.reverse()
-    return ranges
-
-
-class RangeRoots:
-    """Roots of disjoint leaf ranges, built while the leaves stream past once (O(log n) memory each)."""
-
-    def __init__(self, ranges: Sequence[tuple[int, int]]) -> None:
-        self._ranges = list(ranges)
-        self._order = sorted(range(len(self._ranges)), key=lambda i: self._ranges[i][0])
-        self._trees = [IncrementalTree() for _ in self._ranges]
-        self._pos = 0
-
-    def add(self, index: int, leaf: bytes) -> None:
-        """Feeds leaf `index`; leaves must come in index order."""
-        order, ranges = self._order, self._ranges
-        while self._pos < len(order) and ranges[order[self._pos]][1] <= index:
-            self._pos += 1
-        if self._pos < len(order):
-            i = order[self._pos]
-            if ranges[i][0] <= index:
-                self._trees[i].append(leaf)
-
-    def roots(self) -> list[bytes]:
-        """Returns each range's root, in the order the ranges were given; raises ProofError if one is short."""
-        for (lo, hi), tree in zip(self._ranges, self._trees, strict=True):
-            if tree.size != hi - lo:
-                raise ProofError(f"leaves {lo}..{hi - 1} are not all in the log")
-        return [tree.root() for tree in self._trees]
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -540,113 +391,3 @@ def verify_log(
         archived_checked=chain.archived_checked,
         archived_unchecked=chain.archived_unchecked,
     )
-
-
-# --- checkpoints and proofs ------------------------------------------------------------------------
-
-
-def tree_head(engine: Engine, size: int | None = None) -> tuple[int, bytes]:
-    """Returns (size, root) of the stored leaf hashes at `size` (default: the head's size)."""
-    with read_snapshot(engine) as conn:
-        current = head_size(conn)
-        size = current if size is None else size
-        if not 0 <= size <= current:
-            raise ProofError(f"the log holds {current} entries; there is no tree of size {size}")
-        tree = IncrementalTree()
-        for seq, leaf_hex in stream(conn, _leaf_query(size)):
-            if seq != tree.size:
-                raise ProofError(f"entry {tree.size} is missing: run `spgw audit verify`")
-            tree.append(bytes.fromhex(leaf_hex))
-        if tree.size != size:
-            raise ProofError(f"entries {tree.size}..{size - 1} are missing: run `spgw audit verify`")
-        return size, tree.root()
-
-
-def _leaf_query(size: int) -> Any:
-    return select(AuditEntry.seq, AuditEntry.leaf_hash).where(AuditEntry.seq < size).order_by(AuditEntry.seq)  # type: ignore[arg-type,operator]
-
-
-def _signing(settings: CheckpointSettings) -> tuple[str, Any]:
-    from gateway.auth.keys import audit_signing_key  # the gateway owns its keys; only the key is borrowed
-
-    return settings.audit_origin, audit_signing_key(settings.keys_dir)
-
-
-def verifier_key(settings: CheckpointSettings) -> str:
-    """Returns the verifier key (`<name>+<hex id>+<base64 key>`) a third party needs to check checkpoints."""
-    name, key = _signing(settings)
-    return verifier_key_string(name, key.public_key())
-
-
-def make_checkpoint(engine: Engine, settings: CheckpointSettings, *, ctx: AuditContext | None = None) -> str:
-    """Returns a signed checkpoint note of the log as it stands, stores it and audits the signing.
-
-    The tree is read from a snapshot first (size N, its root), then signed; the
-    `audit-checkpoint-signed` event is appended afterwards, so it is entry N or later and is
-    not covered by this checkpoint (the next one covers it). A checkpoint already issued for
-    size N is returned as it is.
-    """
-    size, root = tree_head(engine)
-    origin, key = _signing(settings)
-    note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=root), origin, key)
-    now = datetime.now(UTC)
-    with Session(engine, expire_on_commit=False) as session:
-        existing = session.get(AuditCheckpointRecord, size)
-        if existing is not None:
-            return existing.note
-        session.add(AuditCheckpointRecord(size=size, root_hex=root.hex(), note=note, created=now))
-        append(
-            session,
-            system_event(
-                ctx or AuditContext(),
-                activity="audit-checkpoint-signed",
-                outcome=0,
-                description=f"checkpoint signed over entries 0..{size - 1}: tree size {size}, root {root.hex()}",
-                recorded=now,
-            ),
-        )
-        session.commit()
-    return note
-
-
-def prove(engine: Engine, seq: int, *, size: int | None = None) -> dict[str, Any]:
-    """Returns an RFC 9162 inclusion proof of entry `seq` in the tree of `size` leaves (default: all).
-
-    Keys: seq, leaf_index, leaf_hash, tree_size, root, audit_path (hex, leaf first),
-    checkpoint (the signed note for that size, or None), algorithm. Raises ProofError.
-    """
-    with read_snapshot(engine) as conn:
-        current = head_size(conn)
-        size = current if size is None else size
-        if not 0 < size <= current:
-            raise ProofError(f"the log holds {current} entries; there is no tree of size {size}")
-        if not 0 <= seq < size:
-            raise ProofError(f"entry {seq} is not in a tree of {size} entries")
-        ranges = RangeRoots(path_ranges(seq, size))
-        tree = IncrementalTree()
-        leaf = b""
-        for index, leaf_hex in stream(conn, _leaf_query(size)):
-            if index != tree.size:
-                raise ProofError(f"entry {tree.size} is missing: run `spgw audit verify`")
-            node = bytes.fromhex(leaf_hex)
-            if index == seq:
-                leaf = node
-            tree.append(node)
-            ranges.add(index, node)
-        if tree.size != size:
-            raise ProofError(f"entries {tree.size}..{size - 1} are missing: run `spgw audit verify`")
-        record = conn.execute(select(AuditCheckpointRecord.note).where(AuditCheckpointRecord.size == size)).scalar()
-    path = ranges.roots()
-    root = tree.root()
-    if not verify_inclusion(leaf, seq, size, path, root):
-        raise ProofError(f"the inclusion proof of entry {seq} does not verify: run `spgw audit verify`")
-    return {
-        "algorithm": "RFC 9162 Merkle tree, SHA-256; leaf = SHA-256(0x00 || entry content)",
-        "seq": seq,
-        "leaf_index": seq,
-        "leaf_hash": leaf.hex(),
-        "tree_size": size,
-        "root": root.hex(),
-        "audit_path": [p.hex() for p in path],
-        "checkpoint": record,
-    }

@@ -27,10 +27,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 
-from audit.checkpoint import Checkpoint, CheckpointError, parse_and_verify
+from audit.checkpoint import Checkpoint, CheckpointError, Signer, parse_and_verify
 from audit.events import AuditContext
+from audit.proofs import make_checkpoint
+from audit.snapshot import head_size, read_snapshot
 from audit.store import AuditCheckpointRecord
-from audit.verify import CheckpointSettings, head_size, make_checkpoint, read_snapshot
 
 LATEST = "latest.note"
 _NOTE_NAME = re.compile(r"\Acheckpoint-(0|[1-9][0-9]*)\.note\Z")
@@ -131,7 +132,7 @@ def checkpoint_due(engine: Engine) -> bool:
 
 def checkpoint_and_publish(
     engine: Engine,
-    settings: CheckpointSettings,
+    signer: Signer,
     folder: Path,
     url: str | None = None,
     *,
@@ -141,6 +142,6 @@ def checkpoint_and_publish(
     """Signs a checkpoint when one is due (or `force`) and publishes it; returns (note, file) or None."""
     if not force and not checkpoint_due(engine):
         return None
-    note = make_checkpoint(engine, settings, ctx=ctx)
+    note = make_checkpoint(engine, signer, ctx=ctx)
     size = int(note.split("\n")[1])
     return note, publish(note, size, folder, url)

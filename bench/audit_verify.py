@@ -1,6 +1,7 @@
 """Benchmark: audit-log verification against the raw SHA-256 floor over the same bytes.
 
-docs/design.md target: verification runs at no less than half of raw SHA-256 throughput.
+Targets: the hashing pass runs at >= 0.7x raw SHA-256 throughput, the full verification at >= 0.4x;
+it exits 1 below either, and prints both ratios as its last line.
 It builds N real canonical AuditEvent entries in memory, then times
   (a) raw: one `hashlib.sha256(entry).digest()` per entry (the floor), and
   (b) verify: per entry the RFC 9162 leaf hash, a comparison with the stored leaf hash,
@@ -40,8 +41,11 @@ from audit.events import (
     system_event,
 )
 from audit.merkle import IncrementalTree, leaf_hash, root_from_leaf_hashes
-from audit.verify import _chain_pass, read_snapshot, verify_log
+from audit.snapshot import read_snapshot
+from audit.verify import _chain_pass, verify_log
 from profiles.nhs_number import check_digit
+
+HASHING_TARGET, FULL_TARGET = 0.7, 0.4
 
 PACKET_FIELDS = [
     "referralId",
@@ -251,9 +255,13 @@ def main() -> int:
             f"{label:>13}: {total / seconds / 1e6:8.1f} MB/s  {len(entries) / seconds:12,.0f} entries/s"
             f"  ({seconds:.3f} s)  ratio {raw_s / seconds:.2f}  {what}"
         )
-    ratio = raw_s / hashing_s
-    print(f"ratio hashing pass/raw: {ratio:.2f} (target >= 0.50) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
-    return 0 if ratio >= 0.5 else 1
+    ratio, full_ratio = raw_s / hashing_s, raw_s / full_s
+    met = ratio >= HASHING_TARGET and full_ratio >= FULL_TARGET
+    print(
+        f"ratio hashing pass/raw: {ratio:.2f} (target >= {HASHING_TARGET}); "
+        f"full verify/raw: {full_ratio:.2f} (target >= {FULL_TARGET}) {'OK' if met else 'BELOW TARGET'}"
+    )
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from audit.checkpoint import Checkpoint, CheckpointError, parse_and_verify, sign_note
+from audit.checkpoint import Checkpoint, CheckpointError, Signer, parse_and_verify, sign_note
 from audit.events import AuditContext, system_event
 from audit.store import AuditCheckpointRecord, append
 from audit.verify import Progress, VerifyReport, verify_log
@@ -54,9 +54,15 @@ class Verification:
     statement: str
 
 
+def audit_signer(settings: Settings) -> Signer:
+    """Returns the log's checkpoint signer: the gateway's audit signing key, handed to audit/ (which
+    never reads the key folder itself)."""
+    return Signer(settings.audit_origin, audit_signing_key(settings.keys_dir))
+
+
 def _key(settings: Settings):  # type: ignore[no-untyped-def]
-    private = audit_signing_key(settings.keys_dir)
-    return settings.audit_origin, private
+    signer = audit_signer(settings)
+    return signer.origin, signer.key
 
 
 def reference_checkpoint(engine: Engine, settings: Settings) -> CheckedAgainst | None:
@@ -152,7 +158,12 @@ def verify(
 def publish_due_checkpoint(engine: Engine, settings: Settings, *, force: bool = False) -> str | None:
     """Signs and publishes a checkpoint if the log grew since the last one; returns the note or None."""
     done = checkpoint_and_publish(
-        engine, settings, settings.witness_folder, settings.witness_url, ctx=CHECKPOINT_CONTEXT, force=force
+        engine,
+        audit_signer(settings),
+        settings.witness_folder,
+        settings.witness_url,
+        ctx=CHECKPOINT_CONTEXT,
+        force=force,
     )
     return done[0] if done else None
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from audit.events import rest_event, system_event
+from audit.proofs import ProofError, prove
 from audit.reports import disclosure_report
-from audit.verify import ProofError, prove
 from gateway.auth.principal import Role
 from gateway.context import RequestContext
 from gateway.deps import requires

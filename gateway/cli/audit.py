@@ -104,16 +104,16 @@ def verify(
     from dataclasses import asdict
 
     from audit.retention import check_segments
-    from audit.verify import verifier_key as own_verifier_key
     from audit.verify import verify_log
     from audit.witness import WitnessError
     from audit.witness import latest as witnessed
+    from gateway.integrity import audit_signer
 
     engine, settings = _open_existing(data_dir)
     try:
         checkpoint: Checkpoint | None = None
         witness_note: Path | None = None
-        text = verifier_key or own_verifier_key(settings)
+        text = verifier_key or audit_signer(settings).verifier_key()
         path = Path(text)
         try:
             key = load_verifier_key(path.read_text() if path.is_file() else text)
@@ -156,19 +156,21 @@ def verify(
 @click.option("--publish", is_flag=True, help="Also publish it to the witness folder (and SPGW_WITNESS_URL)")
 def checkpoint(data_dir: Path | None, out: Path | None, publish: bool) -> None:
     """Sign the log's tree as it stands and print the checkpoint note."""
-    from audit.verify import make_checkpoint
+    from audit.proofs import make_checkpoint
     from audit.witness import WitnessError, checkpoint_and_publish
+    from gateway.integrity import audit_signer
 
     engine, settings = open_engine(data_dir)
+    signer = audit_signer(settings)
     try:
         if publish:
             done = checkpoint_and_publish(
-                engine, settings, settings.witness_folder, settings.witness_url, ctx=_operator(), force=True
+                engine, signer, settings.witness_folder, settings.witness_url, ctx=_operator(), force=True
             )
             assert done is not None
             note = done[0]
         else:
-            note = make_checkpoint(engine, settings, ctx=_operator())
+            note = make_checkpoint(engine, signer, ctx=_operator())
     except WitnessError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -182,11 +184,11 @@ def checkpoint(data_dir: Path | None, out: Path | None, publish: bool) -> None:
 @data_dir_option
 def verifier_key_command(data_dir: Path | None) -> None:
     """Print the public verifier key for this gateway's checkpoints."""
-    from audit.verify import verifier_key
+    from gateway.integrity import audit_signer
 
     engine, settings = open_engine(data_dir)
     engine.dispose()
-    click.echo(verifier_key(settings))
+    click.echo(audit_signer(settings).verifier_key())
 
 
 @audit.command()
@@ -195,8 +197,8 @@ def verifier_key_command(data_dir: Path | None) -> None:
 @data_dir_option
 def prove(seq: int, size: int | None, data_dir: Path | None) -> None:
     """Print an RFC 9162 inclusion proof of entry SEQ as JSON."""
-    from audit.verify import ProofError
-    from audit.verify import prove as prove_entry
+    from audit.proofs import ProofError
+    from audit.proofs import prove as prove_entry
 
     engine, _ = open_engine(data_dir)
     try:
@@ -241,11 +243,17 @@ def archive(before: datetime | None, out: Path, data_dir: Path | None) -> None:
     """Move the content of old entries into a signed segment file; leaf hashes stay."""
     from audit.retention import ArchiveError
     from audit.retention import archive as archive_entries
+    from gateway.integrity import audit_signer
 
     engine, settings = open_engine(data_dir)
     try:
         result = archive_entries(
-            engine, settings, out_dir=out, before=_utc(before) if before else None, ctx=_operator()
+            engine,
+            settings,
+            audit_signer(settings),
+            out_dir=out,
+            before=_utc(before) if before else None,
+            ctx=_operator(),
         )
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from None

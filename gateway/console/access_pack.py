@@ -18,9 +18,11 @@ from sqlalchemy import Engine
 
 from audit.checkpoint import load_verifier_key, parse_and_verify
 from audit.events import AuditContext
-from audit.verify import make_checkpoint, prove, verifier_key, verify_log
+from audit.proofs import make_checkpoint, prove
+from audit.verify import verify_log
 from gateway.console.timeline import Timeline, uk_time
 from gateway.console.web import HERE, templates
+from gateway.integrity import audit_signer
 from gateway.settings import Settings
 
 CSS = HERE / "static" / "access-pack.css"
@@ -49,8 +51,9 @@ class Verification:
 
 def verify_for_pack(engine: Engine, settings: Settings, who: AuditContext) -> Verification:
     """Signs a checkpoint now, verifies the whole log against it, and returns the statement."""
-    note = make_checkpoint(engine, settings, ctx=who)
-    name, public_key = load_verifier_key(verifier_key(settings))
+    signer = audit_signer(settings)
+    note = make_checkpoint(engine, signer, ctx=who)
+    name, public_key = load_verifier_key(signer.verifier_key())
     checkpoint = parse_and_verify(note, name, public_key)
     report = verify_log(engine, checkpoint=checkpoint)
     when = datetime.now(UTC)

@@ -17,6 +17,7 @@ from audit.reports import CSV_HEADER, disclosure_report
 from audit.retention import archive
 from audit.store import append
 from gateway.db import transaction
+from gateway.integrity import audit_signer
 from gateway.schema import init_db
 
 PATIENT = "9990001006"
@@ -124,7 +125,9 @@ def test_csv_has_readable_header_and_rows_in_log_order(log: Engine) -> None:
 
 
 def test_archived_entries_are_counted_with_their_segment(log: Engine, settings, tmp_path: Path) -> None:
-    result = archive(log, settings, out_dir=tmp_path / "segments", before=T0 + timedelta(minutes=30))
+    result = archive(
+        log, settings, audit_signer(settings), out_dir=tmp_path / "segments", before=T0 + timedelta(minutes=30)
+    )
     with Session(log) as session:
         report = disclosure_report(session, PATIENT, organisation_names=NAMES)
     assert report.archived_entries == 1 and report.archive_segments == [result.segment]

@@ -16,17 +16,12 @@ from sqlmodel import Session, select
 from audit.checkpoint import load_verifier_key, parse_and_verify
 from audit.export import export
 from audit.merkle import EMPTY_ROOT, verify_consistency, verify_inclusion
+from audit.proofs import ProofError, make_checkpoint, prove
 from audit.retention import archive, check_segments
+from audit.snapshot import head_size, read_snapshot
 from audit.store import AuditEntry, AuditHead
-from audit.verify import (
-    ProofError,
-    head_size,
-    make_checkpoint,
-    prove,
-    read_snapshot,
-    verifier_key,
-    verify_log,
-)
+from audit.verify import verify_log
+from gateway.integrity import audit_signer
 from gateway.schema import init_db
 from tests.audit.rfc9162_reference import MTH, PATH, PROOF
 from tests.support.audit_log import START, execute, fill_log
@@ -47,7 +42,7 @@ def _contents(engine: Engine) -> list[bytes]:
 
 
 def _key(settings):
-    return load_verifier_key(verifier_key(settings))
+    return load_verifier_key(audit_signer(settings).verifier_key())
 
 
 def test_empty_log_verifies_with_the_empty_root(engine: Engine) -> None:
@@ -94,7 +89,7 @@ def test_proof_outside_the_log_is_refused(log: Engine) -> None:
 
 
 def test_checkpoint_covers_the_tree_before_its_own_event(log: Engine, settings) -> None:
-    note = make_checkpoint(log, settings)
+    note = make_checkpoint(log, audit_signer(settings))
     checkpoint = parse_and_verify(note, *_key(settings))
     assert checkpoint.size == SIZE
     assert checkpoint.root == MTH(_contents(log)[:SIZE])
@@ -117,7 +112,7 @@ def test_snapshot_sees_one_size_and_does_not_block_writers(log: Engine) -> None:
 
 def test_archived_entries_still_verify_and_are_checked_against_segments(log: Engine, settings, tmp_path: Path) -> None:
     segments = tmp_path / "segments"
-    result = archive(log, settings, out_dir=segments, before=START + timedelta(hours=10))
+    result = archive(log, settings, audit_signer(settings), out_dir=segments, before=START + timedelta(hours=10))
     assert (result.first_seq, result.last_seq, result.count) == (0, 9, 10)
     with Session(log) as session:
         archived = session.exec(select(AuditEntry).where(AuditEntry.content.is_(None))).all()  # type: ignore[union-attr]
@@ -135,7 +130,7 @@ def test_archived_entries_still_verify_and_are_checked_against_segments(log: Eng
 
 def test_edited_segment_is_named(log: Engine, settings, tmp_path: Path) -> None:
     segments = tmp_path / "segments"
-    result = archive(log, settings, out_dir=segments, before=START + timedelta(hours=10))
+    result = archive(log, settings, audit_signer(settings), out_dir=segments, before=START + timedelta(hours=10))
     path = segments / result.segment
     path.write_text(path.read_text().replace('"outcome\\":\\"0\\"', '"outcome\\":\\"8\\"', 1))
     report = verify_log(log, segments_dir=segments)
@@ -149,7 +144,9 @@ def test_archive_refuses_a_tampered_range(log: Engine, settings, tmp_path: Path)
 
     execute(log, "UPDATE audit_entry SET content = REPLACE(content, 'sr-4', 'sr-5') WHERE seq = 4")
     with pytest.raises(ArchiveError, match="entry 4"):
-        archive(log, settings, out_dir=tmp_path / "segments", before=START + timedelta(hours=10))
+        archive(
+            log, settings, audit_signer(settings), out_dir=tmp_path / "segments", before=START + timedelta(hours=10)
+        )
     with Session(log) as session:
         assert session.get(AuditEntry, 0).content is not None
 

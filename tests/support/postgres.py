@@ -59,6 +59,7 @@ class PostgresServer:
     root: Path
     user: str | None
     port: int = 54329
+    fsync: bool = False  # the suite needs no durability; a benchmark against a durable baseline does
 
     @property
     def socket_dir(self) -> Path:
@@ -95,7 +96,8 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
-        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' -c fsync=off -c max_connections=100"
+        fsync = "on" if self.fsync else "off"
+        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' -c fsync={fsync} -c max_connections=100"
         subprocess.run(
             [
                 *prefix,
@@ -129,14 +131,14 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_server() -> PostgresServer | None:
-    """Returns a running throwaway server, or None when the binaries are absent."""
+def start_server(*, fsync: bool = False) -> PostgresServer | None:
+    """Returns a running throwaway server, or None when the binaries are absent; `fsync` makes commits durable."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         return None
     user = _service_user()
     root = Path(tempfile.mkdtemp(prefix="spgw-pg-"))
-    server = PostgresServer(bin_dir, root, user, port=54329 + os.getpid() % 500)
+    server = PostgresServer(bin_dir, root, user, port=54329 + os.getpid() % 500, fsync=fsync)
     server.start()
     deadline = time.monotonic() + 20
     while not (server.socket_dir / f".s.PGSQL.{server.port}").exists():
