@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.witness import LATEST, WitnessError, check_url, checkpoint_and_publish, checkpoint_due, latest, publish
+from gateway.integrity import audit_signer
 from gateway.schema import init_db
 from tests.support.audit_log import fill_log
 
@@ -81,9 +82,9 @@ def test_a_checkpoint_is_due_only_when_the_log_grew(settings, engine: Engine, tm
     assert not checkpoint_due(engine)  # an empty log has nothing to witness
     fill_log(engine, 5)
     assert checkpoint_due(engine)
-    done = checkpoint_and_publish(engine, settings, tmp_path)
+    done = checkpoint_and_publish(engine, audit_signer(settings), tmp_path)
     assert done is not None and "\n5\n" in done[0]
     assert not checkpoint_due(engine)  # only the signing's own entry was added since
-    assert checkpoint_and_publish(engine, settings, tmp_path) is None
+    assert checkpoint_and_publish(engine, audit_signer(settings), tmp_path) is None
     fill_log(engine, 1)
     assert checkpoint_due(engine)

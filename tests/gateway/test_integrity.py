@@ -8,8 +8,7 @@ import time
 from sqlalchemy import Engine
 
 from audit.checkpoint import load_verifier_key, open_note
-from audit.verify import verifier_key
-from gateway.integrity import CheckpointThread, verify
+from gateway.integrity import CheckpointThread, audit_signer, verify
 from gateway.schema import init_db
 from tests.support.audit_log import fill_log
 
@@ -35,7 +34,7 @@ def test_an_empty_log_fails_verification(settings, engine: Engine) -> None:
     init_db(engine)
     done = verify(engine, settings)
     assert not done.report.ok and "empty" in (done.report.problem or "")
-    text = open_note(done.statement, *load_verifier_key(verifier_key(settings)))
+    text = open_note(done.statement, *load_verifier_key(audit_signer(settings).verifier_key()))
     assert "Result: FAILED" in text
 
 

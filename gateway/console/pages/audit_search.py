@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from audit import search as audit_search
 from audit.events import rest_event
+from audit.proofs import ProofError, prove
 from audit.store import append
-from audit.verify import ProofError, prove
 from gateway.console.plain import EVENT_TYPES, OUTCOMES, UK, describe
 from gateway.console.roles import ConsoleRole, register_nav
 from gateway.console.web import Refusal, Viewer, render, require, state

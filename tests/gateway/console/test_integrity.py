@@ -13,10 +13,9 @@ from sqlmodel import Session, select
 from audit.checkpoint import load_verifier_key, open_note
 from audit.merkle import leaf_hash
 from audit.store import AuditCheckpointRecord, AuditEntry
-from audit.verify import verifier_key
 from gateway.console.roles import ConsoleRole
 from gateway.demo import seed
-from gateway.integrity import publish_due_checkpoint
+from gateway.integrity import audit_signer, publish_due_checkpoint
 from tests.gateway.console.conftest import csrf_of, make_account, sign_in
 
 
@@ -55,7 +54,7 @@ def test_verify_now_reports_intact_with_a_signed_statement(browser, ig_officer, 
     assert link
     statement = browser.get(link.group(1))
     assert "attachment" in statement.headers["content-disposition"]
-    body = open_note(statement.text, *load_verifier_key(verifier_key(settings)))  # signature checks out
+    body = open_note(statement.text, *load_verifier_key(audit_signer(settings).verifier_key()))  # signature checks out
     assert "Result: INTACT" in body and "Verified at" in body
     with Session(engine) as session:
         audited = session.exec(select(AuditEntry).where(AuditEntry.subtype_code == "audit-verified")).all()
