@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
+from gateway.api.fhir_common import CONTROL_PARAMS, MAX_OFFSET, check_search_bounds
 from gateway.context import RequestContext
 from gateway.storage.repository import COMMON_PARAMS, Repository, Stored
 from gateway.storage.searchparams import SEARCH_PARAMS
@@ -90,6 +91,7 @@ def parse_search(resource_type: str, items: list[tuple[str, str]], ctx: RequestC
     honoured, unless lenient, where an unknown parameter is ignored and reported."""
     known = {*SEARCH_PARAMS.get(resource_type, {}), *COMMON_PARAMS}
     out = SearchRequest(params=[], count=ctx.settings.page_size_default, offset=0)
+    check_search_bounds([(n, v) for n, v in items if n not in CONTROL_PARAMS])
 
     def refuse(name: str, text: str) -> None:
         if is_lenient:
@@ -130,6 +132,11 @@ def parse_search(resource_type: str, items: list[tuple[str, str]], ctx: RequestC
                 (out.includes if name == "_include" else out.revincludes).append(pair)
         if name not in ("_count", "_offset", "_format"):
             out.passthrough.append((name, value))
+    if out.offset > MAX_OFFSET:
+        raise bad_request(
+            f"_offset may be at most {MAX_OFFSET}; narrow the search (e.g. authored=ge...) to reach older results",
+            expression="_offset",
+        )
     if out.elements is not None and out.summary not in (None, "false"):
         raise bad_request("_summary and _elements cannot be used together (R4 §3.1.1.5.8)", expression="_elements")
     out.count = min(out.count, ctx.settings.page_size_max)
