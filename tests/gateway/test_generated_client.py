@@ -22,6 +22,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.auth.client_side import fetch_token
+from gateway.cli.run import prepare
 from gateway.db import make_engine
 from gateway.demo import key_path, seed_directory
 from gateway.settings import Settings
@@ -35,6 +36,7 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[s
     """The gateway with the sandbox on, served by uvicorn on 127.0.0.1:<free port>."""
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # http:// token endpoint, loopback only
     settings = Settings(data_dir=tmp_path / "data", sandbox=True)
+    prepare(settings)  # what `spgw migrate` does: the app itself never migrates or makes keys
     engine = make_engine(settings)
     app = create_app(settings, engine)
     seed_directory(engine, settings)
