@@ -48,7 +48,7 @@ def test_a_form_encoded_status_update_is_told_to_send_json(client, token_for, re
         (
             b'{"status": "done"}',
             422,
-            [("status must be one of accepted, declined, in-progress, completed; got 'done'", "status")],
+            [("status must be one of accepted, declined, on-hold, in-progress, completed; got 'done'", "status")],
         ),
         (b"{}", 422, [("The field status is required", "status")]),
         (
@@ -97,8 +97,7 @@ def test_admin_body_mistakes_say_what_and_where(client, token_for) -> None:
     assert _issues(answer) == [
         ("name must not be empty", "name"),
         ("kind must be one of gp-practice, referrer, vcse, icb; got 'charity'", "kind"),
-        ("webhook_url must match ^https?://; got 'ftp://x'", "webhook_url"),
-    ]
+    ]  # the URL itself is checked by the endpoint rule (https to a public host) once the body is well formed
     query = client.get("/admin/v1/outbox", params={"status": "lost"}, headers=token_for("demo-admin"))
     assert query.status_code == 400
     assert _issues(query) == [("status must be one of pending, delivered, dead, withdrawn; got 'lost'", "status")]
