@@ -10,6 +10,7 @@ starting together end up with the same key, never one each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -51,9 +52,8 @@ def _create_private(path: Path, data: bytes) -> None:
     """Creates `path` unless it exists (then the existing file wins, whoever wrote it)."""
     temp = _write_temp(path, data)
     try:
-        os.link(temp, path)
-    except FileExistsError:
-        pass
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs stands
+            os.link(temp, path)
     finally:
         temp.unlink()
 

@@ -8,6 +8,7 @@ two worker processes (uvicorn --workers 2), on SQLite and on the suite's Postgre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -60,11 +61,9 @@ def server(app, settings, tmp_path: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 90
         while True:
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if httpx.get(f"{url}/fhir/metadata", timeout=2).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"uvicorn did not start: {(tmp_path / 'uvicorn.log').read_text()[-2000:]}")
             time.sleep(0.3)
